@@ -1,0 +1,23 @@
+// Per-thread error message for the last failed engine call on this thread.
+#ifndef RINGCACHE_ENGINE_ERRORS_H_
+#define RINGCACHE_ENGINE_ERRORS_H_
+
+#include <string>
+
+#include "absl/strings/str_format.h"
+
+namespace ringcache {
+
+const std::string& LastError();
+void SetLastError(std::string message);
+
+// Sets the message and returns err, for `return Fail(EIO, "...", ...)`.
+template <typename... Args>
+int Fail(int err, const absl::FormatSpec<Args...>& format, const Args&... args) {
+  SetLastError(absl::StrFormat(format, args...));
+  return err;
+}
+
+}  // namespace ringcache
+
+#endif  // RINGCACHE_ENGINE_ERRORS_H_

@@ -1,0 +1,25 @@
+// Stats: counters the engine keeps; a snapshot is a plain struct.
+#ifndef RINGCACHE_ENGINE_STATS_H_
+#define RINGCACHE_ENGINE_STATS_H_
+
+#include <cstdint>
+
+namespace ringcache {
+
+struct Stats {
+  uint64_t hits = 0;               // blocks served from the cache file
+  uint64_t misses = 0;             // blocks that had to come from the origin
+  uint64_t bytes_from_cache = 0;   // bytes read from the cache file for clients
+  uint64_t bytes_from_origin = 0;  // bytes read from the origin (client reads, fills, RMW)
+  uint64_t blocks_cached = 0;      // blocks now held in the cache (clean or dirty)
+  uint64_t blocks_dirty = 0;       // blocks whose data is not yet in the origin
+  uint64_t evictions = 0;          // blocks dropped by reclaim
+  uint64_t writebacks = 0;         // dirty blocks written back to the origin
+  uint64_t origin_writes = 0;      // origin write/zero calls made by write-back
+  uint64_t cache_errors = 0;       // failed cache-file I/Os
+  uint64_t cache_bytes = 0;        // bytes of cache file space in use (cached, non-zero blocks)
+};
+
+}  // namespace ringcache
+
+#endif  // RINGCACHE_ENGINE_STATS_H_
