@@ -1,0 +1,85 @@
+#include "engine/block_map.h"
+
+namespace ringcache {
+
+int Shard::Set(uint64_t block, uint64_t index, uint8_t state) {
+  uint8_t old = states[index];
+  states[index] = state;
+  bool was_cached = old & kCached, is_cached = state & kCached;
+  bool was_data = was_cached && !(old & kZero), is_data = is_cached && !(state & kZero);
+  bool was_dirty = old & kDirty, is_dirty = state & kDirty;
+  if (was_cached != is_cached) cached_blocks += is_cached ? 1 : -1;
+  if (was_data != is_data) data_blocks += is_data ? 1 : -1;
+  if (was_dirty != is_dirty) {
+    if (is_dirty) dirty.insert(block);
+    else dirty.erase(block);
+  }
+  return was_data == is_data ? 0 : (is_data ? 1 : -1);
+}
+
+bool Shard::CanPin(uint64_t block, PinMode mode) const {
+  auto it = pins.find(block);
+  if (it == pins.end()) return true;
+  const PinCount& p = it->second;
+  if (p.writer) return false;
+  return mode == PinMode::kShared || p.readers == 0;
+}
+
+void Shard::WaitForChange(uint64_t block) {
+  pins[block].waiters++;
+  cv.Wait(&mu);
+  auto it = pins.find(block);
+  PinCount& p = it->second;
+  p.waiters--;
+  if (!p.writer && p.readers == 0 && p.waiters == 0) pins.erase(it);
+}
+
+void Shard::Pin(uint64_t block, PinMode mode) {
+  PinCount& p = pins[block];
+  if (mode == PinMode::kShared) p.readers++;
+  else p.writer = true;
+}
+
+void Shard::WaitAndPin(uint64_t block, PinMode mode) {
+  while (!CanPin(block, mode)) WaitForChange(block);
+  Pin(block, mode);
+}
+
+bool Shard::TryPin(uint64_t block, PinMode mode) {
+  if (!CanPin(block, mode)) return false;
+  Pin(block, mode);
+  return true;
+}
+
+void Shard::Unpin(uint64_t block, PinMode mode) {
+  auto it = pins.find(block);
+  if (it == pins.end()) return;
+  PinCount& p = it->second;
+  if (mode == PinMode::kShared) p.readers--;
+  else p.writer = false;
+  bool waiters = p.waiters > 0;
+  if (!p.writer && p.readers == 0 && !waiters) pins.erase(it);
+  if (waiters) cv.SignalAll();
+}
+
+bool Shard::IsPinned(uint64_t block) const { return pins.contains(block); }
+
+BlockMap::BlockMap(unsigned shards) : shard_count_(shards), mask_(shards - 1), shift_(0) {
+  while ((1u << shift_) < shards) shift_++;
+  shards_.reset(new Shard[shards]);
+}
+
+void BlockMap::Resize(uint64_t blocks) {
+  for (unsigned i = 0; i < shard_count_; i++) {
+    Shard& s = shards_[i];
+    MutexLock lock(&s.mu);
+    // Blocks i, i + n, i + 2n, ... below `blocks`.
+    uint64_t count = blocks > i ? (blocks - i + shard_count_ - 1) / shard_count_ : 0;
+    for (uint64_t idx = count; idx < s.states.size(); idx++)
+      s.Set(idx * shard_count_ + i, idx, 0);
+    s.states.resize(count, 0);
+  }
+}
+
+}  // namespace ringcache
+

@@ -1,0 +1,91 @@
+// BlockMap: the state of every block, in independent lock shards.
+//
+// Block b belongs to shard b % shards (so a sequential request spreads over
+// shards); each shard has its own Mutex. Per block it keeps one byte of state
+// (kCached, kDirty, kZero, kRef). While a request works on a block without
+// holding the lock, it holds a pin on it: shared (reads of the cached copy,
+// write-back) or exclusive (anything that changes the cached copy or the
+// state). Pins live in a small per-shard map, so a block costs one byte.
+// Pins on several blocks are always taken in ascending block order, and
+// reclaim only ever tries pins, so waiting for pins cannot deadlock.
+#ifndef RINGCACHE_ENGINE_BLOCK_MAP_H_
+#define RINGCACHE_ENGINE_BLOCK_MAP_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "engine/sync.h"
+
+namespace ringcache {
+
+// Block state bits.
+inline constexpr uint8_t kCached = 1;  // the cache file holds the block
+inline constexpr uint8_t kDirty = 2;   // ... and the origin does not have it yet
+inline constexpr uint8_t kZero = 4;    // ... and it is all zeros (a hole in the file)
+inline constexpr uint8_t kRef = 8;     // recently used (CLOCK reference bit)
+
+enum class PinMode : uint8_t { kShared, kExclusive };
+
+struct alignas(64) Shard {
+  Mutex mu;
+  CondVar cv;
+
+  struct PinCount {
+    uint32_t readers = 0;
+    bool writer = false;
+    uint32_t waiters = 0;
+  };
+
+  std::vector<uint8_t> states ABSL_GUARDED_BY(mu);          // index: block / shards
+  absl::flat_hash_map<uint64_t, PinCount> pins ABSL_GUARDED_BY(mu);
+  absl::flat_hash_set<uint64_t> dirty ABSL_GUARDED_BY(mu);  // dirty block numbers
+  uint64_t cached_blocks ABSL_GUARDED_BY(mu) = 0;           // with kCached
+  uint64_t data_blocks ABSL_GUARDED_BY(mu) = 0;             // kCached and not kZero
+
+  // Block state accessors; `index` is block / shards.
+  uint8_t Get(uint64_t index) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return states[index]; }
+  // Sets a block's state and keeps the counters and the dirty set in step.
+  // Returns the change in data blocks (-1, 0 or +1).
+  int Set(uint64_t block, uint64_t index, uint8_t state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Marks a block recently used (no effect on counters).
+  void Touch(uint64_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { states[index] |= kRef; }
+
+  bool CanPin(uint64_t block, PinMode mode) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Waits (releasing mu) until the pin is compatible, then takes it.
+  void WaitAndPin(uint64_t block, PinMode mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Takes a pin; CanPin must be true.
+  void Pin(uint64_t block, PinMode mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Waits (releasing mu) until some pin on `block` is released.
+  void WaitForChange(uint64_t block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  bool TryPin(uint64_t block, PinMode mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void Unpin(uint64_t block, PinMode mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  bool IsPinned(uint64_t block) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+};
+
+class BlockMap {
+ public:
+  explicit BlockMap(unsigned shards);
+
+  unsigned shard_count() const { return shard_count_; }
+  Shard& ShardOf(uint64_t block) { return shards_[block & mask_]; }
+  const Shard& ShardOf(uint64_t block) const { return shards_[block & mask_]; }
+  uint64_t IndexOf(uint64_t block) const { return block >> shift_; }
+  Shard& shard(unsigned i) { return shards_[i]; }
+  const Shard& shard(unsigned i) const { return shards_[i]; }
+
+  // Grows or shrinks to `blocks` blocks. Blocks past a new end are dropped.
+  void Resize(uint64_t blocks);
+
+ private:
+  unsigned shard_count_;
+  uint64_t mask_;
+  unsigned shift_;
+  std::unique_ptr<Shard[]> shards_;
+};
+
+}  // namespace ringcache
+
+#endif  // RINGCACHE_ENGINE_BLOCK_MAP_H_

@@ -1,0 +1,326 @@
+// Engine: opening, sizing, per-thread contexts, plan building and the
+// plumbing shared by the request paths. The paths themselves are in
+// read_path.cc, write_path.cc, writeback.cc and reclaim.cc.
+#include "engine/engine.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <functional>
+#include <thread>
+
+#include "absl/strings/str_format.h"
+#include "engine/engine_impl.h"
+#include "engine/errors.h"
+
+namespace ringcache {
+
+// ---- Engine (public) ----
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Config& config) {
+  absl::Status s = config.Validate();
+  if (!s.ok()) return s;
+  auto store = CacheStore::Open(config.EffectiveCacheDir(), config.min_block_size, config.direct_io);
+  if (!store.ok()) return store.status();
+  auto impl = std::make_unique<EngineImpl>(config, std::move(*store));
+  s = impl->ProbeRing();
+  if (!s.ok()) return s;
+  return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+}
+
+Engine::Engine(std::unique_ptr<EngineImpl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() = default;
+
+absl::Status Engine::SetSize(uint64_t size) { return impl_->SetSize(size); }
+uint64_t Engine::size() const { return impl_->size_.load(); }
+uint32_t Engine::block_size() const { return impl_->bs_; }
+const Config& Engine::config() const { return impl_->config_; }
+
+int Engine::Read(Backend& origin, void* buf, uint32_t count, uint64_t offset) {
+  return impl_->Read(origin, buf, count, offset);
+}
+int Engine::Write(Backend& origin, const void* buf, uint32_t count, uint64_t offset, uint32_t flags) {
+  return impl_->Write(origin, buf, count, offset, flags);
+}
+int Engine::Zero(Backend& origin, uint32_t count, uint64_t offset, uint32_t flags) {
+  return impl_->Zero(origin, count, offset, flags);
+}
+int Engine::Trim(Backend& origin, uint32_t count, uint64_t offset, uint32_t flags) {
+  return impl_->Trim(origin, count, offset, flags);
+}
+int Engine::Flush(Backend& origin) { return impl_->Flush(origin); }
+int Engine::Prefetch(Backend& origin, uint32_t count, uint64_t offset) {
+  return impl_->Prefetch(origin, count, offset);
+}
+void Engine::ForEachExtent(uint64_t offset, uint64_t count,
+                           const std::function<void(uint64_t, uint64_t, ExtentKind)>& fn) const {
+  impl_->ForEachExtent(offset, count, fn);
+}
+Stats Engine::GetStats() const { return impl_->GetStats(); }
+
+// ---- EngineImpl: setup ----
+
+EngineImpl::EngineImpl(const Config& config, std::unique_ptr<CacheStore> store)
+    : config_(config),
+      store_(std::move(store)),
+      bs_(store_->block_size()),
+      map_(config.EffectiveShards()) {
+  zero_block_ = AllocAligned(bs_);
+  memset(zero_block_, 0, bs_);
+  if (config_.max_size != -1) {
+    max_blocks_ = std::max<uint64_t>(1, static_cast<uint64_t>(config_.max_size) / bs_);
+    high_blocks_ = std::max<uint64_t>(1, max_blocks_ * config_.high_threshold / 100);
+    low_blocks_ = max_blocks_ * config_.low_threshold / 100;
+  }
+  const uint32_t bs = bs_;
+  const bool direct = store_->direct_io();
+  const unsigned depth = config_.queue_depth;
+  const int fd = store_->fd();
+  threads_ = PerThread<ThreadContext>::Make(
+      [bs, direct, depth, fd]() -> absl::StatusOr<std::unique_ptr<ThreadContext>> {
+        auto ring = Ring::Create(depth, fd);
+        if (!ring.ok()) return ring.status();
+        auto ctx = std::make_unique<ThreadContext>(bs, direct);
+        ctx->ring = std::move(*ring);
+        return ctx;
+      });
+}
+
+EngineImpl::~EngineImpl() {
+  threads_->Clear();
+  FreeAligned(zero_block_);
+}
+
+absl::Status EngineImpl::ProbeRing() {
+  // Opening a ring here proves io_uring works; it is closed at once so that
+  // nothing io_uring-related crosses a later fork (nbdkit daemonising).
+  auto ring = Ring::Create(config_.queue_depth, store_->fd());
+  return ring.status();
+}
+
+absl::Status EngineImpl::SetSize(uint64_t size) {
+  MutexLock lock(&size_mu_);
+  uint64_t blocks = (size + bs_ - 1) / bs_;
+  if (blocks != nblocks_.load() || size_.load() == 0) {
+    absl::Status s = store_->Resize(blocks);
+    if (!s.ok()) return s;
+    map_.Resize(blocks);
+    int64_t used = 0;
+    for (unsigned i = 0; i < map_.shard_count(); i++) {
+      Shard& sh = map_.shard(i);
+      MutexLock l(&sh.mu);
+      used += sh.data_blocks;
+    }
+    used_blocks_.store(used);
+  }
+  nblocks_.store(blocks);
+  size_.store(size);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ThreadContext*> EngineImpl::Context() { return threads_->Get(); }
+
+int EngineImpl::ContextError(const absl::Status& s) {
+  return Fail(ENOMEM, "ringcache: cannot set up this thread's io_uring: %s", s.message());
+}
+
+CounterSlot& EngineImpl::Counters() {
+  thread_local unsigned slot =
+      static_cast<unsigned>(std::hash<std::thread::id>()(std::this_thread::get_id()) % 16);
+  return counters_[slot];
+}
+
+// ---- plan building and I/O plumbing ----
+
+void EngineImpl::BuildPlans(ThreadContext* ctx, uint64_t offset, uint64_t count) {
+  std::vector<BlockPlan>& plans = ctx->plans;
+  plans.clear();
+  const uint64_t size = size_.load();
+  uint64_t end = offset + count;
+  for (uint64_t b = offset / bs_; b * bs_ < end; b++) {
+    uint64_t start = b * bs_;
+    BlockPlan p{};
+    p.block = b;
+    p.len = static_cast<uint32_t>(std::min<uint64_t>(bs_, size - start));
+    p.begin = static_cast<uint32_t>(std::max(offset, start) - start);
+    p.end = static_cast<uint32_t>(std::min(end, start + p.len) - start);
+    p.act = Act::kNone;
+    plans.push_back(p);
+  }
+}
+
+bool EngineImpl::NeedsAlignment(const void* ptr, uint64_t off, uint64_t len) const {
+  if (!store_->direct_io()) return false;
+  const uint64_t a = CacheStore::kDirectAlign;
+  return (reinterpret_cast<uintptr_t>(ptr) % a) || (off % a) || (len % a);
+}
+
+void EngineImpl::Unpin(BlockPlan& p) {
+  if (!p.pinned) return;
+  Shard& s = map_.ShardOf(p.block);
+  MutexLock lock(&s.mu);
+  s.Unpin(p.block, p.pin);
+  p.pinned = false;
+}
+
+void EngineImpl::UnpinAll(std::vector<BlockPlan>& plans) {
+  for (BlockPlan& p : plans) {
+    if (p.reserved) {
+      Unreserve();
+      p.reserved = false;
+    }
+    Unpin(p);
+  }
+}
+
+void EngineImpl::QueueRuns(Ring* ring, std::vector<BlockPlan>& plans, Act act, bool write) {
+  const bool direct = store_->direct_io();
+  auto io_len = [&](const BlockPlan& p) -> uint64_t {
+    uint64_t n = p.data_len;
+    if (direct) n = (n + CacheStore::kDirectAlign - 1) / CacheStore::kDirectAlign * CacheStore::kDirectAlign;
+    return n;
+  };
+  const size_t n = plans.size();
+  for (size_t i = 0; i < n;) {
+    if (plans[i].act != act || plans[i].err) {
+      i++;
+      continue;
+    }
+    size_t j = i + 1;
+    uint64_t run = io_len(plans[i]);
+    while (j < n && plans[j].act == act && !plans[j].err && plans[j].block == plans[j - 1].block + 1 &&
+           FileOffset(plans[j - 1]) + io_len(plans[j - 1]) == FileOffset(plans[j]) &&
+           plans[j - 1].data + io_len(plans[j - 1]) == plans[j].data &&
+           run + io_len(plans[j]) <= (1u << 30)) {
+      run += io_len(plans[j]);
+      j++;
+    }
+    uint64_t tag = i | (static_cast<uint64_t>(j - i) << 32);
+    if (write) ring->Write(plans[i].data, static_cast<uint32_t>(run), FileOffset(plans[i]), tag);
+    else ring->Read(plans[i].data, static_cast<uint32_t>(run), FileOffset(plans[i]), tag);
+    i = j;
+  }
+}
+
+void EngineImpl::ApplyResults(Ring* ring, std::vector<BlockPlan>& plans) {
+  for (const auto& [tag, res] : ring->WaitAll()) {
+    if (res == 0) continue;
+    uint64_t first = tag & 0xffffffffu, count = tag >> 32;
+    for (uint64_t k = first; k < first + count && k < plans.size(); k++) plans[k].err = -res;
+    Counters().cache_errors.fetch_add(count, std::memory_order_relaxed);
+  }
+}
+
+int EngineImpl::OriginReadRuns(Backend& origin, std::vector<BlockPlan>& plans, Act act) {
+  const size_t n = plans.size();
+  for (size_t i = 0; i < n;) {
+    if (plans[i].act != act) {
+      i++;
+      continue;
+    }
+    size_t j = i + 1;
+    uint64_t run = plans[i].data_len;
+    while (j < n && plans[j].act == act && plans[j].block == plans[j - 1].block + 1 &&
+           plans[j - 1].data_off + plans[j - 1].data_len == plans[j - 1].len && plans[j].data_off == 0 &&
+           plans[j - 1].data + plans[j - 1].data_len == plans[j].data &&
+           run + plans[j].data_len <= (1u << 30)) {
+      run += plans[j].data_len;
+      j++;
+    }
+    uint64_t off = FileOffset(plans[i]);
+    int err = origin.Pread(plans[i].data, static_cast<uint32_t>(run), off);
+    if (err) {
+      for (size_t k = i; k < j; k++) plans[k].err = err;
+      return Fail(err, "ringcache: origin read of %d bytes at offset %d failed: %s", run, off,
+                  strerror(err));
+    }
+    Counters().bytes_from_origin.fetch_add(run, std::memory_order_relaxed);
+    i = j;
+  }
+  return 0;
+}
+
+int EngineImpl::OriginZero(Backend& origin, uint32_t count, uint64_t offset, bool may_trim, bool fua) {
+  if (origin.CanZero()) {
+    int err = origin.Zero(count, offset, may_trim, fua);
+    if (err != EOPNOTSUPP && err != ENOTSUP) return err;
+  }
+  while (count > 0) {
+    uint32_t n = std::min<uint32_t>(count, bs_);
+    int err = origin.Pwrite(zero_block_, n, offset, fua);
+    if (err) return err;
+    count -= n;
+    offset += n;
+  }
+  return 0;
+}
+
+bool EngineImpl::Reserve() {
+  if (!capped()) return true;
+  int64_t now = used_blocks_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (now > static_cast<int64_t>(max_blocks_)) {
+    used_blocks_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+// ---- stats and extents ----
+
+Stats EngineImpl::GetStats() const {
+  Stats st;
+  for (const CounterSlot& c : counters_) {
+    st.hits += c.hits.load(std::memory_order_relaxed);
+    st.misses += c.misses.load(std::memory_order_relaxed);
+    st.bytes_from_cache += c.bytes_from_cache.load(std::memory_order_relaxed);
+    st.bytes_from_origin += c.bytes_from_origin.load(std::memory_order_relaxed);
+    st.evictions += c.evictions.load(std::memory_order_relaxed);
+    st.writebacks += c.writebacks.load(std::memory_order_relaxed);
+    st.origin_writes += c.origin_writes.load(std::memory_order_relaxed);
+    st.cache_errors += c.cache_errors.load(std::memory_order_relaxed);
+  }
+  uint64_t data = 0;
+  for (unsigned i = 0; i < map_.shard_count(); i++) {
+    Shard& s = const_cast<BlockMap&>(map_).shard(i);
+    MutexLock lock(&s.mu);
+    st.blocks_cached += s.cached_blocks;
+    st.blocks_dirty += s.dirty.size();
+    data += s.data_blocks;
+  }
+  st.cache_bytes = data * bs_;
+  return st;
+}
+
+void EngineImpl::ForEachExtent(uint64_t offset, uint64_t count,
+                               const std::function<void(uint64_t, uint64_t, ExtentKind)>& fn) const {
+  const uint64_t size = size_.load();
+  if (offset >= size || count == 0) return;
+  uint64_t end = std::min(size, offset + count);
+  BlockMap& map = const_cast<BlockMap&>(map_);
+  uint64_t run_start = offset;
+  ExtentKind run_kind = ExtentKind::kOrigin;
+  bool have_run = false;
+  for (uint64_t b = offset / bs_; b * bs_ < end; b++) {
+    Shard& s = map.ShardOf(b);
+    uint8_t st;
+    {
+      MutexLock lock(&s.mu);
+      st = s.Get(map.IndexOf(b));
+    }
+    ExtentKind kind = ExtentKind::kOrigin;
+    if ((st & kCached) && (st & kZero)) kind = ExtentKind::kZero;
+    else if (st & kDirty) kind = ExtentKind::kData;
+    uint64_t start = std::max(offset, b * bs_);
+    if (have_run && kind != run_kind) {
+      fn(run_start, start - run_start, run_kind);
+      run_start = start;
+    }
+    run_kind = kind;
+    have_run = true;
+  }
+  if (have_run) fn(run_start, end - run_start, run_kind);
+}
+
+}  // namespace ringcache

@@ -1,0 +1,147 @@
+// EngineImpl: the engine's internals, shared by the request paths
+// (read_path.cc, write_path.cc, writeback.cc, reclaim.cc).
+#ifndef RINGCACHE_ENGINE_ENGINE_IMPL_H_
+#define RINGCACHE_ENGINE_ENGINE_IMPL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/block_map.h"
+#include "engine/buffers.h"
+#include "engine/cache_store.h"
+#include "engine/config.h"
+#include "engine/engine.h"
+#include "engine/per_thread.h"
+#include "engine/stats.h"
+#include "engine/sync.h"
+#include "engine/uring.h"
+
+namespace ringcache {
+
+// What a request does with one block.
+enum class Act : uint8_t {
+  kNone,        // nothing (e.g. origin-only write of a partial uncached block)
+  kCacheRead,   // read the covered bytes from the cache file
+  kZeroFill,    // the cached copy is a hole: the covered bytes are zeros
+  kOriginRead,  // read the covered bytes from the origin, do not cache
+  kFill,        // fetch the whole block from the origin and cache it
+  kCacheWrite,  // write data into the cached copy (covered bytes, or whole block from bounce)
+  kRmwOrigin,   // fetch the whole block from the origin, merge, write it whole
+  kRmwCache,    // (O_DIRECT) read the whole cached block, merge, write it whole
+  kPunch,       // the whole block becomes zeros: punch a hole
+  kDrop,        // trim: forget the cached copy
+  kThrough,     // no room in the cache: send this block's bytes to the origin only
+};
+
+struct BlockPlan {
+  uint64_t block;
+  uint32_t begin, end;   // bytes of the block the request covers
+  uint32_t len;          // the block's length (the last one may be short)
+  Act act;
+  bool pinned;
+  PinMode pin;
+  bool reserved;         // holds one block of cache space reservation
+  uint8_t old_state;
+  uint8_t new_state;     // state to publish
+  int err;               // positive errno of this block's I/O, or 0
+  uint8_t* bounce;       // whole-block buffer, when one is used
+  uint8_t* data;         // where this block's bytes are read to / written from
+  uint32_t data_off;     // file offset within the block that `data` maps to
+  uint32_t data_len;     // bytes at `data`
+};
+
+// Per-thread state: the ring and reusable vectors and buffers.
+struct ThreadContext {
+  std::unique_ptr<Ring> ring;
+  BufferCache buffers;
+  std::vector<BlockPlan> plans;
+  std::vector<uint64_t> blocks;
+  explicit ThreadContext(uint32_t block_size, bool aligned) : buffers(block_size, aligned) {}
+};
+
+// Counters, spread over cache lines so threads rarely share one.
+struct alignas(64) CounterSlot {
+  std::atomic<uint64_t> hits{0}, misses{0}, bytes_from_cache{0}, bytes_from_origin{0};
+  std::atomic<uint64_t> evictions{0}, writebacks{0}, origin_writes{0}, cache_errors{0};
+};
+
+class EngineImpl {
+ public:
+  EngineImpl(const Config& config, std::unique_ptr<CacheStore> store);
+  ~EngineImpl();
+
+  absl::Status ProbeRing();
+  absl::Status SetSize(uint64_t size);
+
+  int Read(Backend& origin, void* buf, uint32_t count, uint64_t offset);
+  int Prefetch(Backend& origin, uint32_t count, uint64_t offset);
+  int Write(Backend& origin, const void* buf, uint32_t count, uint64_t offset, uint32_t flags);
+  int Zero(Backend& origin, uint32_t count, uint64_t offset, uint32_t flags);
+  int Trim(Backend& origin, uint32_t count, uint64_t offset, uint32_t flags);
+  int Flush(Backend& origin);
+  void ForEachExtent(uint64_t offset, uint64_t count,
+                     const std::function<void(uint64_t, uint64_t, ExtentKind)>& fn) const;
+  Stats GetStats() const;
+
+  const Config config_;
+  const std::unique_ptr<CacheStore> store_;
+  const uint32_t bs_;
+  std::atomic<uint64_t> size_{0};
+  std::atomic<uint64_t> nblocks_{0};
+
+ private:
+  friend class WriteBack;
+
+  // Request plumbing.
+  absl::StatusOr<ThreadContext*> Context();
+  int ContextError(const absl::Status& s);
+  void BuildPlans(ThreadContext* ctx, uint64_t offset, uint64_t count);
+  uint64_t FileOffset(const BlockPlan& p) const { return p.block * bs_ + p.data_off; }
+  bool NeedsAlignment(const void* ptr, uint64_t off, uint64_t len) const;
+  void Unpin(BlockPlan& p);
+  void UnpinAll(std::vector<BlockPlan>& plans);
+  CounterSlot& Counters();
+
+  int ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t offset, bool force_cache);
+  int WriteImpl(Backend& origin, const uint8_t* src, uint32_t count, uint64_t offset,
+                uint32_t flags, bool zero);
+  int OriginZero(Backend& origin, uint32_t count, uint64_t offset, bool may_trim, bool fua);
+
+  // Queues cache-file reads or writes for runs of plans with the given act
+  // whose data is contiguous in memory and in the file. Tag = first plan index.
+  void QueueRuns(Ring* ring, std::vector<BlockPlan>& plans, Act act, bool write);
+  void ApplyResults(Ring* ring, std::vector<BlockPlan>& plans);
+  // Origin reads for runs of plans with the given act (contiguous data).
+  int OriginReadRuns(Backend& origin, std::vector<BlockPlan>& plans, Act act);
+
+  // Cache space (only with cache-max-size).
+  bool capped() const { return max_blocks_ != 0; }
+  bool Reserve();
+  void Unreserve() { used_blocks_.fetch_sub(1, std::memory_order_relaxed); }
+  void AccountDelta(int delta) { if (delta) used_blocks_.fetch_add(delta, std::memory_order_relaxed); }
+  void MaybeReclaim(Backend& origin);
+  void Reclaim(Backend& origin);
+
+  // Write-back of dirty blocks (sorted block numbers). With try_only, blocks
+  // that are busy are skipped instead of waited for. Returns the first errno.
+  int WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& blocks, bool try_only,
+                      std::vector<uint64_t>* written);
+
+  BlockMap map_;
+  std::shared_ptr<PerThread<ThreadContext>> threads_;
+  Mutex size_mu_;
+  CounterSlot counters_[16];
+  uint8_t* zero_block_ = nullptr;  // bs_ zero bytes, aligned
+
+  uint64_t max_blocks_ = 0, high_blocks_ = 0, low_blocks_ = 0;
+  std::atomic<int64_t> used_blocks_{0};     // data blocks + reservations
+  std::atomic<bool> reclaiming_{false};
+  std::atomic<uint64_t> clock_hand_{0};
+};
+
+}  // namespace ringcache
+
+#endif  // RINGCACHE_ENGINE_ENGINE_IMPL_H_

@@ -1,0 +1,203 @@
+// Read and prefetch: hits come from the cache file through io_uring, misses
+// from the origin (one call per run of adjacent blocks); with cache-on-read
+// (or prefetch) a miss is fetched once (single flight, under an exclusive
+// pin) and written to the cache file in the same batch as the hits.
+#include <string.h>
+
+#include <cerrno>
+
+#include "engine/engine_impl.h"
+#include "engine/errors.h"
+
+namespace ringcache {
+
+int EngineImpl::Read(Backend& origin, void* buf, uint32_t count, uint64_t offset) {
+  const uint64_t size = size_.load();
+  if (count > size || offset > size - count)
+    return Fail(EINVAL, "ringcache: read of %d bytes at offset %d is past the end (size %d)", count,
+                offset, size);
+  if (count == 0) return 0;
+  if (buf == nullptr) return Fail(EINVAL, "ringcache: read into a null buffer");
+  return ReadImpl(origin, static_cast<uint8_t*>(buf), count, offset, config_.CacheOnReadNow());
+}
+
+int EngineImpl::Prefetch(Backend& origin, uint32_t count, uint64_t offset) {
+  const uint64_t size = size_.load();
+  if (count > size || offset > size - count)
+    return Fail(EINVAL, "ringcache: cache request of %d bytes at offset %d is past the end (size %d)",
+                count, offset, size);
+  if (count == 0) return 0;
+  // Round out to whole blocks, as nbdkit's filter does; read into a scratch
+  // buffer in slices so a huge request does not need a huge buffer.
+  uint64_t start = offset / bs_ * bs_;
+  uint64_t end = std::min<uint64_t>(size, (offset + count + bs_ - 1) / bs_ * bs_);
+  const uint64_t slice = std::max<uint64_t>(bs_, (8u << 20) / bs_ * bs_);
+  uint8_t* scratch = AllocAligned(std::min(slice, end - start));
+  int err = 0;
+  for (uint64_t off = start; off < end && !err; off += slice) {
+    uint64_t n = std::min(slice, end - off);
+    err = ReadImpl(origin, scratch, static_cast<uint32_t>(n), off, true);
+  }
+  FreeAligned(scratch);
+  return err;
+}
+
+int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t offset,
+                         bool cache_misses) {
+  auto ctx_or = Context();
+  if (!ctx_or.ok()) return ContextError(ctx_or.status());
+  ThreadContext* ctx = *ctx_or;
+  Ring* ring = ctx->ring.get();
+  BuildPlans(ctx, offset, count);
+  std::vector<BlockPlan>& plans = ctx->plans;
+  CounterSlot& counters = Counters();
+  uint64_t hits = 0, misses = 0;
+
+  // 1. Decide per block under its shard lock, pinning in ascending order.
+  for (BlockPlan& p : plans) {
+    uint8_t* dst = buf + (p.block * bs_ + p.begin - offset);
+    Shard& s = map_.ShardOf(p.block);
+    const uint64_t idx = map_.IndexOf(p.block);
+    MutexLock lock(&s.mu);
+    for (;;) {
+      uint8_t st = s.Get(idx);
+      if (st & kCached) {
+        if (!s.CanPin(p.block, PinMode::kShared)) {
+          s.WaitForChange(p.block);
+          continue;
+        }
+        s.Pin(p.block, PinMode::kShared);
+        p.pinned = true;
+        p.pin = PinMode::kShared;
+        p.old_state = st;
+        if (capped()) s.Touch(idx);
+        hits++;
+        if (st & kZero) {
+          p.act = Act::kZeroFill;
+          p.data = dst;
+        } else {
+          p.act = Act::kCacheRead;
+          if (NeedsAlignment(dst, p.begin, p.end - p.begin)) {
+            p.bounce = ctx->buffers.Get();
+            p.data = p.bounce;
+            p.data_off = 0;
+            p.data_len = bs_;
+          } else {
+            p.data = dst;
+            p.data_off = p.begin;
+            p.data_len = p.end - p.begin;
+          }
+        }
+        break;
+      }
+      misses++;
+      if (cache_misses && s.CanPin(p.block, PinMode::kExclusive) && Reserve()) {
+        s.Pin(p.block, PinMode::kExclusive);
+        p.pinned = true;
+        p.pin = PinMode::kExclusive;
+        p.reserved = capped();
+        p.act = Act::kFill;
+        bool whole = p.begin == 0 && p.end == p.len;
+        if (whole && !NeedsAlignment(dst, 0, p.len)) {
+          p.data = dst;
+        } else {
+          p.bounce = ctx->buffers.Get();
+          p.data = p.bounce;
+        }
+        p.data_off = 0;
+        p.data_len = p.len;
+        break;
+      }
+      if (cache_misses && !s.CanPin(p.block, PinMode::kExclusive)) {
+        // Someone is fetching or writing this block: wait for it (single
+        // flight), then decide again.
+        misses--;
+        s.WaitForChange(p.block);
+        continue;
+      }
+      // Not caching (off, or no room): read the covered bytes from the origin.
+      p.act = Act::kOriginRead;
+      p.data = dst;
+      p.data_off = p.begin;
+      p.data_len = p.end - p.begin;
+      break;
+    }
+  }
+
+  // 2. Cache reads go out first and run while the origin is read.
+  QueueRuns(ring, plans, Act::kCacheRead, /*write=*/false);
+  ring->Submit();
+  for (BlockPlan& p : plans)
+    if (p.act == Act::kZeroFill) memset(p.data, 0, p.end - p.begin);
+
+  int err = OriginReadRuns(origin, plans, Act::kOriginRead);
+  int fill_err = OriginReadRuns(origin, plans, Act::kFill);
+  if (!err) err = fill_err;
+  // Fetched blocks are written to the cache (only those read successfully).
+  for (BlockPlan& p : plans)
+    if (p.act == Act::kFill && p.err) p.act = Act::kNone;
+  QueueRuns(ring, plans, Act::kFill, /*write=*/true);
+  ApplyResults(ring, plans);
+
+  // 3. Copy out of bounce buffers; recover from cache read errors.
+  uint64_t from_cache = 0;
+  for (BlockPlan& p : plans) {
+    uint8_t* dst = buf + (p.block * bs_ + p.begin - offset);
+    if (p.act == Act::kCacheRead) {
+      if (p.err) {
+        if (p.old_state & kDirty) {
+          if (!err)
+            err = Fail(EIO,
+                       "ringcache: cache file read of dirty block %d failed (%s): its data is "
+                       "only in the cache",
+                       p.block, strerror(p.err));
+          continue;
+        }
+        // A clean block: the origin has the same bytes.
+        int e = origin.Pread(dst, p.end - p.begin, p.block * bs_ + p.begin);
+        if (e && !err) err = Fail(e, "ringcache: origin read after a cache read error failed: %s", strerror(e));
+        continue;
+      }
+      if (p.bounce) memcpy(dst, p.bounce + p.begin, p.end - p.begin);
+      from_cache += p.end - p.begin;
+    } else if (p.act == Act::kFill) {
+      if (p.bounce) memcpy(dst, p.bounce + p.begin, p.end - p.begin);
+    } else if (p.act == Act::kZeroFill) {
+      from_cache += p.end - p.begin;
+    }
+  }
+
+  // 4. Publish: fetched blocks become clean cached blocks.
+  for (BlockPlan& p : plans) {
+    if (p.pinned) {
+      Shard& s = map_.ShardOf(p.block);
+      const uint64_t idx = map_.IndexOf(p.block);
+      MutexLock lock(&s.mu);
+      if (p.act == Act::kFill && !p.err) {
+        AccountDelta(s.Set(p.block, idx, kCached | (capped() ? kRef : 0)));
+      } else if (p.act == Act::kCacheRead && p.err && !(p.old_state & kDirty)) {
+        // Forget a clean copy we could not read; it is refetched next time.
+        // (Only possible once we are its sole user.)
+        if (s.pins[p.block].readers == 1 && !s.pins[p.block].writer)
+          AccountDelta(s.Set(p.block, idx, 0));
+      }
+      s.Unpin(p.block, p.pin);
+      p.pinned = false;
+    }
+    if (p.reserved) {
+      Unreserve();
+      p.reserved = false;
+    }
+    if (p.bounce) {
+      ctx->buffers.Put(p.bounce);
+      p.bounce = nullptr;
+    }
+  }
+  counters.hits.fetch_add(hits, std::memory_order_relaxed);
+  counters.misses.fetch_add(misses, std::memory_order_relaxed);
+  counters.bytes_from_cache.fetch_add(from_cache, std::memory_order_relaxed);
+  if (capped()) MaybeReclaim(origin);
+  return err;
+}
+
+}  // namespace ringcache

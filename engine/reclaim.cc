@@ -1,0 +1,86 @@
+// Reclaim: with cache-max-size, keeps the cache's data blocks between the low
+// and high thresholds. Victims are chosen by CLOCK (the kRef bit is set on
+// every use and cleared as the hand passes). Clean blocks are punched out;
+// dirty victims are written back first, never dropped. Reclaim only tries
+// pins, so it never waits for a request and cannot deadlock with one.
+// Requests that cannot reserve space meanwhile are served without caching.
+#include <algorithm>
+
+#include "engine/engine_impl.h"
+
+namespace ringcache {
+
+namespace {
+constexpr uint64_t kBatch = 64;
+}
+
+void EngineImpl::MaybeReclaim(Backend& origin) {
+  if (used_blocks_.load(std::memory_order_relaxed) <= static_cast<int64_t>(high_blocks_)) return;
+  if (reclaiming_.exchange(true)) return;
+  Reclaim(origin);
+  reclaiming_.store(false);
+}
+
+void EngineImpl::Reclaim(Backend& origin) {
+  const uint64_t nblocks = nblocks_.load();
+  if (nblocks == 0) return;
+  auto ctx_or = Context();
+  if (!ctx_or.ok()) return;
+  Ring* ring = (*ctx_or)->ring.get();
+  int64_t budget = static_cast<int64_t>(2 * nblocks + kBatch);
+  std::vector<uint64_t> evict, dirty, written;
+  CounterSlot& counters = Counters();
+
+  auto try_evict = [&](uint64_t b) {
+    Shard& s = map_.ShardOf(b);
+    MutexLock lock(&s.mu);
+    const uint64_t idx = map_.IndexOf(b);
+    if (idx >= s.states.size()) return;
+    uint8_t st = s.Get(idx);
+    if ((st & kCached) && !(st & (kZero | kDirty)) && s.TryPin(b, PinMode::kExclusive))
+      evict.push_back(b);
+  };
+
+  while (used_blocks_.load(std::memory_order_relaxed) > static_cast<int64_t>(low_blocks_) && budget > 0) {
+    uint64_t start = clock_hand_.fetch_add(kBatch) % nblocks;
+    evict.clear();
+    dirty.clear();
+    for (uint64_t i = 0; i < kBatch && budget > 0; i++, budget--) {
+      uint64_t b = (start + i) % nblocks;
+      Shard& s = map_.ShardOf(b);
+      const uint64_t idx = map_.IndexOf(b);
+      MutexLock lock(&s.mu);
+      if (idx >= s.states.size()) continue;
+      uint8_t st = s.Get(idx);
+      if (!(st & kCached) || (st & kZero)) continue;  // holes take no space
+      if (st & kRef) {
+        s.states[idx] = st & ~kRef;
+        continue;
+      }
+      if (s.IsPinned(b)) continue;
+      if (st & kDirty) dirty.push_back(b);
+      else if (s.TryPin(b, PinMode::kExclusive)) evict.push_back(b);
+    }
+    if (!dirty.empty()) {
+      // Dirty victims: write back first, then evict what is still unused.
+      std::sort(dirty.begin(), dirty.end());
+      written.clear();
+      WriteBackBlocks(origin, dirty, /*try_only=*/true, &written);
+      for (uint64_t b : written) try_evict(b);
+    }
+    for (uint64_t b : evict) ring->PunchHole(b * bs_, bs_, b);
+    for (const auto& [b, res] : ring->WaitAll()) {
+      (void)b;
+      (void)res;  // a failed punch only leaves space allocated; the block is still dropped
+    }
+    for (uint64_t b : evict) {
+      Shard& s = map_.ShardOf(b);
+      MutexLock lock(&s.mu);
+      AccountDelta(s.Set(b, map_.IndexOf(b), 0));
+      s.Unpin(b, PinMode::kExclusive);
+    }
+    counters.evictions.fetch_add(evict.size(), std::memory_order_relaxed);
+  }
+}
+
+}  // namespace ringcache

@@ -1,0 +1,141 @@
+#include "engine/uring.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <string.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_format.h"
+
+namespace ringcache {
+
+absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries, int fd) {
+  std::unique_ptr<Ring> r(new Ring());
+  int err = io_uring_queue_init(entries, &r->ring_, 0);
+  if (err < 0) {
+    return absl::UnavailableError(absl::StrFormat(
+        "io_uring_queue_init(%u) failed: %s (io_uring disabled by sysctl "
+        "kernel.io_uring_disabled, blocked by seccomp, or kernel too old?)",
+        entries, strerror(-err)));
+  }
+  r->initialised_ = true;
+  r->entries_ = entries;
+  err = io_uring_register_files(&r->ring_, &fd, 1);
+  if (err < 0) {
+    return absl::UnavailableError(
+        absl::StrFormat("io_uring_register_files failed: %s", strerror(-err)));
+  }
+  r->pending_.reserve(entries * 2);
+  r->tags_.reserve(entries * 2);
+  r->done_.reserve(entries * 2);
+  r->reported_.reserve(entries * 2);
+  return r;
+}
+
+Ring::~Ring() {
+  if (initialised_) io_uring_queue_exit(&ring_);
+}
+
+void Ring::ReapOne(bool wait) {
+  io_uring_cqe* cqe = nullptr;
+  int err = wait ? io_uring_wait_cqe(&ring_, &cqe) : io_uring_peek_cqe(&ring_, &cqe);
+  while (wait && err == -EINTR) err = io_uring_wait_cqe(&ring_, &cqe);
+  if (err < 0 || cqe == nullptr) {
+    if (wait) FailUnreported(err < 0 ? err : -EIO);
+    return;
+  }
+  uint64_t slot = cqe->user_data;
+  int res = cqe->res;
+  io_uring_cqe_seen(&ring_, cqe);
+  in_flight_--;
+  const Pending& p = pending_[slot];
+  int result;
+  if (res < 0) {
+    result = res;
+  } else if (p.expect != 0 && static_cast<uint32_t>(res) != p.expect) {
+    result = p.write ? -ENOSPC : -EIO;
+  } else {
+    result = 0;
+  }
+  reported_[slot] = 1;
+  done_.emplace_back(tags_[slot], result);
+}
+
+void Ring::FailUnreported(int err) {
+  // The ring is unusable: fail every op not yet reported rather than hang.
+  for (size_t slot = 0; slot < pending_.size(); slot++) {
+    if (!reported_[slot]) {
+      reported_[slot] = 1;
+      done_.emplace_back(tags_[slot], err);
+    }
+  }
+  in_flight_ = 0;
+}
+
+void Ring::StartBatchIfNeeded() {
+  if (pending_.empty()) done_.clear();
+}
+
+io_uring_sqe* Ring::NextSqe() {
+  // Keep completions within the CQ: never more than `entries_` in flight.
+  while (in_flight_ >= entries_) {
+    io_uring_submit(&ring_);
+    ReapOne(true);
+  }
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (sqe == nullptr) {
+    io_uring_submit(&ring_);
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  in_flight_++;
+  return sqe;
+}
+
+void Ring::Read(void* buf, uint32_t len, uint64_t offset, uint64_t tag) {
+  StartBatchIfNeeded();
+  io_uring_sqe* sqe = NextSqe();
+  io_uring_prep_read(sqe, 0, buf, len, offset);
+  sqe->flags |= IOSQE_FIXED_FILE;
+  sqe->user_data = pending_.size();
+  pending_.push_back({len, false});
+  reported_.push_back(0);
+  tags_.push_back(tag);
+}
+
+void Ring::Write(const void* buf, uint32_t len, uint64_t offset, uint64_t tag) {
+  StartBatchIfNeeded();
+  io_uring_sqe* sqe = NextSqe();
+  io_uring_prep_write(sqe, 0, buf, len, offset);
+  sqe->flags |= IOSQE_FIXED_FILE;
+  sqe->user_data = pending_.size();
+  pending_.push_back({len, true});
+  reported_.push_back(0);
+  tags_.push_back(tag);
+}
+
+void Ring::PunchHole(uint64_t offset, uint64_t len, uint64_t tag) {
+  StartBatchIfNeeded();
+  io_uring_sqe* sqe = NextSqe();
+  io_uring_prep_fallocate(sqe, 0, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len);
+  sqe->flags |= IOSQE_FIXED_FILE;
+  sqe->user_data = pending_.size();
+  pending_.push_back({0, true});
+  reported_.push_back(0);
+  tags_.push_back(tag);
+}
+
+void Ring::Submit() { io_uring_submit(&ring_); }
+
+const std::vector<std::pair<uint64_t, int>>& Ring::WaitAll() {
+  while (in_flight_ > 0) {
+    io_uring_submit(&ring_);
+    ReapOne(true);
+  }
+  pending_.clear();
+  tags_.clear();
+  reported_.clear();
+  return done_;  // cleared when the next batch starts
+}
+
+}  // namespace ringcache

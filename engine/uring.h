@@ -1,0 +1,65 @@
+// Ring: one io_uring owned by one thread, with the cache file registered as
+// fixed file 0. Ops are queued with a tag; WaitAll() submits what is queued
+// and reaps every completion. A ring is never shared between threads.
+#ifndef RINGCACHE_ENGINE_URING_H_
+#define RINGCACHE_ENGINE_URING_H_
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace ringcache {
+
+class Ring {
+ public:
+  // entries: submission queue size. fd: the cache file.
+  static absl::StatusOr<std::unique_ptr<Ring>> Create(unsigned entries, int fd);
+  ~Ring();
+
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+
+  // Queue one op. `expect` is the byte count a read or write must transfer;
+  // a short transfer completes with -EIO (or -ENOSPC for writes).
+  void Read(void* buf, uint32_t len, uint64_t offset, uint64_t tag);
+  void Write(const void* buf, uint32_t len, uint64_t offset, uint64_t tag);
+  void PunchHole(uint64_t offset, uint64_t len, uint64_t tag);
+
+  // Submits everything queued so far without waiting.
+  void Submit();
+
+  // Submits, waits for every op queued since the last WaitAll, and returns
+  // (tag, result) pairs: result is 0 or a negative errno.
+  const std::vector<std::pair<uint64_t, int>>& WaitAll();
+
+  size_t pending() const { return pending_.size(); }
+
+ private:
+  struct Pending {
+    uint32_t expect;
+    bool write;
+  };
+  Ring() = default;
+  io_uring_sqe* NextSqe();
+  void ReapOne(bool wait);
+  void FailUnreported(int err);
+  void StartBatchIfNeeded();
+
+  io_uring ring_{};
+  bool initialised_ = false;
+  unsigned entries_ = 0;
+  unsigned in_flight_ = 0;   // submitted or queued, not yet reaped
+  std::vector<Pending> pending_;   // indexed by slot
+  std::vector<uint64_t> tags_;
+  std::vector<uint8_t> reported_;
+  std::vector<std::pair<uint64_t, int>> done_;
+};
+
+}  // namespace ringcache
+
+#endif  // RINGCACHE_ENGINE_URING_H_

@@ -1,0 +1,342 @@
+// Write, zero and trim. Every covered block is pinned exclusively, so
+// same-block requests are linearisable. Whole blocks are written (or, for
+// zero, punched) straight into the cache file; a partial block is written in
+// place when it is cached, fetched and merged when it is not (writeback,
+// unsafe), or left to the origin (writethrough). In writethrough mode, and
+// for FUA in writeback mode, the whole request also goes to the origin in one
+// call, overlapping the cache-file batch.
+#include <string.h>
+
+#include <cerrno>
+
+#include "engine/engine_impl.h"
+#include "engine/errors.h"
+
+namespace ringcache {
+
+int EngineImpl::Write(Backend& origin, const void* buf, uint32_t count, uint64_t offset,
+                      uint32_t flags) {
+  const uint64_t size = size_.load();
+  if (flags & ~kFlagFua) return Fail(EINVAL, "ringcache: write with unsupported flags 0x%x", flags);
+  if (count > size || offset > size - count)
+    return Fail(ENOSPC, "ringcache: write of %d bytes at offset %d is past the end (size %d)", count,
+                offset, size);
+  if (count == 0) return 0;
+  if (buf == nullptr) return Fail(EINVAL, "ringcache: write from a null buffer");
+  return WriteImpl(origin, static_cast<const uint8_t*>(buf), count, offset, flags, /*zero=*/false);
+}
+
+int EngineImpl::Zero(Backend& origin, uint32_t count, uint64_t offset, uint32_t flags) {
+  const uint64_t size = size_.load();
+  if (flags & ~(kFlagFua | kFlagMayTrim | kFlagFastZero))
+    return Fail(EINVAL, "ringcache: zero with unsupported flags 0x%x", flags);
+  if (count > size || offset > size - count)
+    return Fail(ENOSPC, "ringcache: zero of %d bytes at offset %d is past the end (size %d)", count,
+                offset, size);
+  // Like nbdkit's cache filter: a zero here is never faster than a write.
+  if (flags & kFlagFastZero) return Fail(ENOTSUP, "ringcache: fast zero is not supported");
+  if (count == 0) return 0;
+  return WriteImpl(origin, nullptr, count, offset, flags, /*zero=*/true);
+}
+
+int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, uint64_t offset,
+                          uint32_t flags, bool zero) {
+  auto ctx_or = Context();
+  if (!ctx_or.ok()) return ContextError(ctx_or.status());
+  ThreadContext* ctx = *ctx_or;
+  Ring* ring = ctx->ring.get();
+  BuildPlans(ctx, offset, count);
+  std::vector<BlockPlan>& plans = ctx->plans;
+
+  const CacheMode mode = config_.mode;
+  const bool fua = (flags & kFlagFua) && mode != CacheMode::kUnsafe;
+  const bool through = mode == CacheMode::kWritethrough || (mode == CacheMode::kWriteback && fua);
+  const bool origin_fua = fua && origin.CanFua() == FuaSupport::kNative;
+  const bool flush_after = fua && !origin_fua;
+  const bool may_trim = flags & kFlagMayTrim;
+
+  // Where the request's bytes for a block come from (null: zeros).
+  auto source = [&](const BlockPlan& p) -> const uint8_t* {
+    return zero ? nullptr : buf + (p.block * bs_ + p.begin - offset);
+  };
+  // Fills a whole-block bounce: the block's old bytes must already be there.
+  auto merge = [&](BlockPlan& p) {
+    const uint8_t* src = source(p);
+    if (src) memcpy(p.bounce + p.begin, src, p.end - p.begin);
+    else memset(p.bounce + p.begin, 0, p.end - p.begin);
+  };
+  auto use_bounce = [&](BlockPlan& p, bool zeroed) {
+    p.bounce = ctx->buffers.Get();
+    if (zeroed) memset(p.bounce, 0, p.len);
+    p.data = p.bounce;
+    p.data_off = 0;
+    p.data_len = p.len;
+  };
+  auto use_source = [&](BlockPlan& p) {
+    const uint8_t* src = source(p);
+    p.data = const_cast<uint8_t*>(src ? src : zero_block_ + p.begin);
+    p.data_off = p.begin;
+    p.data_len = p.end - p.begin;
+  };
+
+  // 1. Pin every block exclusively, in ascending order, and decide.
+  for (BlockPlan& p : plans) {
+    Shard& s = map_.ShardOf(p.block);
+    const uint64_t idx = map_.IndexOf(p.block);
+    {
+      MutexLock lock(&s.mu);
+      s.WaitAndPin(p.block, PinMode::kExclusive);
+      p.pinned = true;
+      p.pin = PinMode::kExclusive;
+      p.old_state = s.Get(idx);
+    }
+    const uint8_t st = p.old_state;
+    const bool full = p.begin == 0 && p.end == p.len;
+    const bool is_data = (st & kCached) && !(st & kZero);
+    if (zero && full) {
+      p.act = Act::kPunch;
+      p.data_off = 0;
+      p.data_len = p.len;
+    } else if (full) {
+      if (!is_data && !(p.reserved = Reserve())) {
+        p.act = Act::kThrough;
+        use_source(p);
+      } else {
+        p.act = Act::kCacheWrite;
+        use_source(p);
+        if (NeedsAlignment(p.data, 0, p.len)) {
+          use_bounce(p, false);
+          merge(p);
+        }
+      }
+    } else if (is_data) {
+      if (store_->direct_io()) {
+        p.act = Act::kRmwCache;
+        use_bounce(p, false);
+        p.data_len = bs_;
+      } else {
+        p.act = Act::kCacheWrite;
+        use_source(p);
+      }
+    } else if (st & kCached) {
+      // A cached hole (zeros): the block's bytes are zeros plus this request.
+      use_bounce(p, true);
+      merge(p);
+      p.reserved = Reserve();
+      p.act = p.reserved ? Act::kCacheWrite : Act::kThrough;
+    } else if (through) {
+      p.act = Act::kNone;  // the origin gets these bytes with the whole request
+    } else if ((p.reserved = Reserve())) {
+      p.act = Act::kRmwOrigin;
+      use_bounce(p, false);
+    } else {
+      p.act = Act::kThrough;
+      use_source(p);
+    }
+  }
+
+  // 2. Read what partial blocks need, then merge this request into them.
+  int err = 0;
+  QueueRuns(ring, plans, Act::kRmwCache, /*write=*/false);
+  ring->Submit();
+  err = OriginReadRuns(origin, plans, Act::kRmwOrigin);
+  ApplyResults(ring, plans);
+  for (BlockPlan& p : plans) {
+    if (p.act != Act::kRmwCache && p.act != Act::kRmwOrigin) continue;
+    if (p.err) {
+      if (!err)
+        err = Fail(p.act == Act::kRmwCache ? EIO : p.err,
+                   "ringcache: reading block %d for a partial write failed: %s", p.block,
+                   strerror(p.err));
+      continue;
+    }
+    merge(p);
+    p.act = Act::kCacheWrite;
+    p.data_len = p.len;
+  }
+  if (err) {
+    for (BlockPlan& p : plans) {
+      if (p.bounce) ctx->buffers.Put(p.bounce);
+      p.bounce = nullptr;
+    }
+    UnpinAll(plans);
+    return err;
+  }
+
+  // 3. Cache-file writes and punches go out; the origin I/O runs meanwhile.
+  QueueRuns(ring, plans, Act::kCacheWrite, /*write=*/true);
+  for (size_t i = 0; i < plans.size();) {
+    if (plans[i].act != Act::kPunch) {
+      i++;
+      continue;
+    }
+    size_t j = i + 1;
+    while (j < plans.size() && plans[j].act == Act::kPunch && plans[j].block == plans[j - 1].block + 1) j++;
+    uint64_t start = plans[i].block * bs_;
+    uint64_t end = plans[j - 1].block * bs_ + plans[j - 1].len;
+    ring->PunchHole(start, end - start, i | (static_cast<uint64_t>(j - i) << 32));
+    i = j;
+  }
+  ring->Submit();
+
+  int origin_err = 0;
+  if (through) {
+    origin_err = zero ? OriginZero(origin, count, offset, may_trim, origin_fua)
+                      : origin.Pwrite(buf, count, offset, origin_fua);
+    if (origin_err)
+      Fail(origin_err, "ringcache: origin %s of %d bytes at offset %d failed: %s",
+           zero ? "zero" : "write", count, offset, strerror(origin_err));
+  }
+  for (BlockPlan& p : plans) {
+    if (p.act != Act::kThrough || (through && !p.bounce)) continue;
+    uint64_t off = p.block * bs_ + p.data_off;
+    int e = (zero && !p.bounce) ? OriginZero(origin, p.data_len, off, may_trim, origin_fua)
+                                : origin.Pwrite(p.data, p.data_len, off, origin_fua);
+    if (e) {
+      p.err = e;
+      if (!origin_err)
+        origin_err = Fail(e, "ringcache: origin write of block %d (cache full) failed: %s", p.block,
+                          strerror(e));
+    }
+  }
+  ApplyResults(ring, plans);
+  err = origin_err;
+
+  // 4. Decide each block's new state; recover from cache-file failures.
+  for (BlockPlan& p : plans) {
+    const uint8_t old = p.old_state;
+    const bool full = p.begin == 0 && p.end == p.len;
+    const bool whole_known = full || p.bounce;  // p.data holds the whole block
+    switch (p.act) {
+      case Act::kCacheWrite:
+      case Act::kPunch: {
+        const uint8_t zero_bit = p.act == Act::kPunch ? kZero : 0;
+        if (!p.err) {
+          if (!through) p.new_state = kCached | kDirty | zero_bit;
+          else if (!origin_err) p.new_state = kCached | zero_bit | (full ? 0 : (old & kDirty));
+          else p.new_state = (old & kDirty) ? (kCached | kDirty | zero_bit) : 0;
+          break;
+        }
+        // The cache file failed us.
+        if (through && !origin_err) {
+          if ((old & kDirty) && !full) {
+            p.new_state = old;
+            if (!err) err = Fail(EIO, "ringcache: cache file write of dirty block %d failed", p.block);
+          } else {
+            p.new_state = 0;
+          }
+        } else if (through) {
+          p.new_state = (old & kDirty) ? old : 0;
+        } else if (whole_known || !(old & kDirty)) {
+          // Serve it without the cache: the origin gets the bytes now.
+          uint64_t off = p.block * bs_ + p.data_off;
+          int e = p.act == Act::kPunch ? OriginZero(origin, p.len, p.block * bs_, false, false)
+                                       : origin.Pwrite(p.data, p.data_len, off, false);
+          if (e) {
+            p.new_state = (old & kDirty) ? old : 0;
+            if (!err) err = Fail(e, "ringcache: cache write failed and origin write of block %d failed: %s", p.block, strerror(e));
+          } else {
+            p.new_state = 0;
+          }
+        } else {
+          p.new_state = old;
+          if (!err) err = Fail(EIO, "ringcache: cache file write of dirty block %d failed", p.block);
+        }
+        break;
+      }
+      case Act::kThrough:
+        p.new_state = (p.err && (old & kDirty)) ? old : 0;
+        break;
+      default:
+        p.new_state = old;
+        break;
+    }
+    if (capped() && (p.new_state & kCached)) p.new_state |= kRef;
+  }
+
+  // Blocks that lost their cached copy give back its space.
+  bool punched = false;
+  for (size_t i = 0; i < plans.size(); i++) {
+    BlockPlan& p = plans[i];
+    bool had_data = ((p.old_state & kCached) && !(p.old_state & kZero)) || p.act == Act::kCacheWrite;
+    if (!(p.new_state & kCached) && had_data) {
+      ring->PunchHole(p.block * bs_, p.len, ~0ull);
+      punched = true;
+    }
+  }
+  if (punched) ring->WaitAll();
+
+  // 5. Publish.
+  for (BlockPlan& p : plans) {
+    Shard& s = map_.ShardOf(p.block);
+    {
+      MutexLock lock(&s.mu);
+      AccountDelta(s.Set(p.block, map_.IndexOf(p.block), p.new_state));
+      s.Unpin(p.block, p.pin);
+      p.pinned = false;
+    }
+    if (p.reserved) {
+      Unreserve();
+      p.reserved = false;
+    }
+    if (p.bounce) {
+      ctx->buffers.Put(p.bounce);
+      p.bounce = nullptr;
+    }
+  }
+
+  if (!err && flush_after && origin.CanFlush()) {
+    err = origin.Flush();
+    if (err) Fail(err, "ringcache: origin flush (for FUA) failed: %s", strerror(err));
+  }
+  if (capped()) MaybeReclaim(origin);
+  return err;
+}
+
+int EngineImpl::Trim(Backend& origin, uint32_t count, uint64_t offset, uint32_t flags) {
+  const uint64_t size = size_.load();
+  if (flags & ~kFlagFua) return Fail(EINVAL, "ringcache: trim with unsupported flags 0x%x", flags);
+  if (count > size || offset > size - count)
+    return Fail(ENOSPC, "ringcache: trim of %d bytes at offset %d is past the end (size %d)", count,
+                offset, size);
+  if (count == 0) return 0;
+  auto ctx_or = Context();
+  if (!ctx_or.ok()) return ContextError(ctx_or.status());
+  ThreadContext* ctx = *ctx_or;
+  Ring* ring = ctx->ring.get();
+  BuildPlans(ctx, offset, count);
+  std::vector<BlockPlan>& plans = ctx->plans;
+
+  uint64_t first_full = UINT64_MAX, end_full = 0;
+  for (BlockPlan& p : plans) {
+    if (!(p.begin == 0 && p.end == p.len)) continue;  // partial blocks are left alone
+    Shard& s = map_.ShardOf(p.block);
+    MutexLock lock(&s.mu);
+    s.WaitAndPin(p.block, PinMode::kExclusive);
+    p.pinned = true;
+    p.pin = PinMode::kExclusive;
+    p.old_state = s.Get(map_.IndexOf(p.block));
+    p.act = Act::kDrop;
+    if (first_full == UINT64_MAX) first_full = p.block * bs_;
+    end_full = p.block * bs_ + p.len;
+    if ((p.old_state & kCached) && !(p.old_state & kZero)) ring->PunchHole(p.block * bs_, p.len, 0);
+  }
+  ring->WaitAll();
+  int err = 0;
+  if (first_full != UINT64_MAX && origin.CanTrim()) {
+    err = origin.Trim(static_cast<uint32_t>(end_full - first_full), first_full,
+                      (flags & kFlagFua) && origin.CanFua() == FuaSupport::kNative);
+    if (err) Fail(err, "ringcache: origin trim failed: %s", strerror(err));
+  }
+  for (BlockPlan& p : plans) {
+    if (p.act != Act::kDrop) continue;
+    Shard& s = map_.ShardOf(p.block);
+    MutexLock lock(&s.mu);
+    AccountDelta(s.Set(p.block, map_.IndexOf(p.block), 0));
+    s.Unpin(p.block, p.pin);
+    p.pinned = false;
+  }
+  return err;
+}
+
+}  // namespace ringcache
