@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what is missing, builds, then runs
+#   1. every test target (unit, C API, model, faults, nbdkit integration),
+#   2. the unit, C API and model tests again under ASan+UBSan and TSan.
+# Prints one line per test target and ends with "N passed, N failed".
+# RINGCACHE_LONG=1 runs the long variants; RINGCACHE_NO_SANITIZERS=1 skips step 2.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+# nbdsh needs Debian's python3 with the nbd module.
+export PATH=/usr/bin:$PATH
+
+log=$(mktemp -d "${TMPDIR:-/tmp}/ringcache-test.XXXXXX")
+bazel_flags=(--noshow_progress --color=no --curses=no)
+test_flags=(--test_output=errors --test_summary=short --keep_going
+            --test_env=RINGCACHE_LONG="${RINGCACHE_LONG:-}" --test_env=PATH)
+
+run_suite() {   # name, then bazel args
+  local name=$1
+  shift
+  echo "== $name: bazel test $*"
+  bazel test "${bazel_flags[@]}" "${test_flags[@]}" "$@" >"$log/$name.log" 2>&1
+  local rc=$?
+  grep -E '^//[^ ]+ +(\(cached\) )?(PASSED|FAILED|TIMEOUT|NO STATUS|FLAKY|SKIPPED|FAILED TO BUILD|INCOMPLETE)' \
+    "$log/$name.log" | sed "s/^/[$name] /" | tee -a "$log/summary"
+  if ((rc != 0)) && ! grep -qE 'FAILED|TIMEOUT|NO STATUS|INCOMPLETE' "$log/$name.log"; then
+    # The build itself failed: show why, and count it as a failure.
+    grep -E 'ERROR|error:' "$log/$name.log" | head -n 30
+    echo "[$name] //build FAILED TO BUILD" | tee -a "$log/summary"
+  elif ((rc != 0)); then
+    grep -vE 'linux-sandbox' "$log/$name.log" | grep -B2 -A40 -E '^(FAIL|==================== Test output)' | head -n 200
+  fi
+}
+
+touch "$log/summary"
+run_suite all //...
+if [[ -z "${RINGCACHE_NO_SANITIZERS:-}" ]]; then
+  sanitized=(//tests/engine/... //tests/capi/...)
+  run_suite asan --config=asan -- "${sanitized[@]}" -//tests/capi:exported_symbols_test
+  run_suite tsan --config=tsan -- "${sanitized[@]}" -//tests/capi:exported_symbols_test
+fi
+
+passed=$(grep -cE ' PASSED' "$log/summary")
+failed=$(grep -cvE ' PASSED' "$log/summary")
+echo "logs: $log"
+echo "$passed passed, $failed failed"
+((failed == 0))
