@@ -43,7 +43,7 @@ if [[ -z "${RINGCACHE_NO_SANITIZERS:-}" ]]; then
 fi
 
 passed=$(grep -cE ' PASSED' "$log/summary")
-failed=$(grep -cvE ' PASSED' "$log/summary")
+failed=$(grep -cE ' (FAILED|TIMEOUT|NO STATUS|INCOMPLETE)' "$log/summary")
 echo "logs: $log"
 echo "$passed passed, $failed failed"
 ((failed == 0))
