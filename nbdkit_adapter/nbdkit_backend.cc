@@ -1,0 +1,78 @@
+#include "nbdkit_adapter/nbdkit_backend.h"
+
+#include <cerrno>
+
+namespace ringcache {
+namespace {
+
+// nbdkit's `next` calls return -1 and set *err; a layer that forgot to set
+// it still must not report success to the engine.
+int ErrnoOf(int result, int err) {
+  if (result != -1) return 0;
+  return err > 0 ? err : EIO;
+}
+
+}  // namespace
+
+int64_t NbdkitBackend::Size() {
+  int64_t size = next_->get_size(next_);
+  return size < 0 ? -EIO : size;
+}
+
+int NbdkitBackend::Pread(void* buf, uint32_t count, uint64_t offset) {
+  int err = 0;
+  int r = next_->pread(next_, buf, count, offset, 0, &err);
+  return ErrnoOf(r, err);
+}
+
+int NbdkitBackend::Pwrite(const void* buf, uint32_t count, uint64_t offset, bool fua) {
+  int err = 0;
+  int r = next_->pwrite(next_, buf, count, offset, FuaFlag(fua), &err);
+  return ErrnoOf(r, err);
+}
+
+int NbdkitBackend::Zero(uint32_t count, uint64_t offset, bool may_trim, bool fua) {
+  int err = 0;
+  uint32_t flags = FuaFlag(fua) | (may_trim ? NBDKIT_FLAG_MAY_TRIM : 0);
+  int r = next_->zero(next_, count, offset, flags, &err);
+  return ErrnoOf(r, err);
+}
+
+int NbdkitBackend::Trim(uint32_t count, uint64_t offset, bool fua) {
+  int err = 0;
+  int r = next_->trim(next_, count, offset, FuaFlag(fua), &err);
+  return ErrnoOf(r, err);
+}
+
+int NbdkitBackend::Flush() {
+  int err = 0;
+  int r = next_->flush(next_, 0, &err);
+  return ErrnoOf(r, err);
+}
+
+bool NbdkitBackend::CanFlush() { return next_->can_flush(next_) == 1; }
+
+FuaSupport NbdkitBackend::CanFua() {
+  switch (next_->can_fua(next_)) {
+    case NBDKIT_FUA_NATIVE:
+      return FuaSupport::kNative;
+    case NBDKIT_FUA_EMULATE:
+      return FuaSupport::kEmulate;
+    default:  // NBDKIT_FUA_NONE or an error
+      return FuaSupport::kNone;
+  }
+}
+
+// NBDKIT_ZERO_EMULATE is fine too: nbdkit turns next->zero into writes of
+// zeroes itself. Only NBDKIT_ZERO_NONE (or an error) forbids next->zero.
+bool NbdkitBackend::CanZero() { return next_->can_zero(next_) > NBDKIT_ZERO_NONE; }
+
+bool NbdkitBackend::CanTrim() { return next_->can_trim(next_) == 1; }
+
+bool NbdkitBackend::CanMultiConn() { return next_->can_multi_conn(next_) == 1; }
+
+uint32_t NbdkitBackend::FuaFlag(bool fua) {
+  return fua && next_->can_fua(next_) > NBDKIT_FUA_NONE ? NBDKIT_FLAG_FUA : 0;
+}
+
+}  // namespace ringcache

@@ -1,0 +1,61 @@
+#!/bin/bash
+# Every bad parameter is refused at startup: nbdkit exits non-zero before
+# serving, and the error names the parameter. Good values of every key are
+# accepted (so that the refusals are not a blanket failure).
+source "$(dirname "$0")/lib.sh"
+
+# try EXPECT KEY=VALUE... : EXPECT is "ok" or the text the error must contain.
+try() {
+  local expect="$1"; shift
+  local rc=0
+  TMPDIR="$WORK" timeout 20 nbdkit -U - --filter="$FILTER" memory 1M "$@" \
+    --run 'exit 0' >"$WORK/out" 2>&1 || rc=$?
+  if [[ "$expect" == ok ]]; then
+    [[ $rc -eq 0 ]] || { cat "$WORK/out" >&2; fail "refused good parameters: $*"; }
+    return 0
+  fi
+  [[ $rc -ne 0 && $rc -ne 124 ]] || { cat "$WORK/out" >&2; fail "accepted bad parameters: $* (rc $rc)"; }
+  grep -qF -- "$expect" "$WORK/out" ||
+    fail "error for '$*' does not name '$expect': $(cat "$WORK/out")"
+  echo "refused $*: $(grep -m1 error "$WORK/out" || head -1 "$WORK/out")"
+}
+
+try cache cache=bogus
+try cache cache=
+try cache cache=WRITEBACK
+for v in 1000 3000 12K 2048 8G abc -64K 64Q ""; do
+  try cache-min-block-size cache-min-block-size="$v"
+done
+for v in 100K 1023K abc -1 1.5M ""; do
+  try cache-max-size cache-max-size="$v"
+done
+for key in cache-high-threshold cache-low-threshold; do
+  for v in 0 abc -5 99999999999 ""; do
+    try "$key" "$key=$v"
+  done
+done
+try cache-low-threshold cache-max-size=10M cache-high-threshold=80 cache-low-threshold=95
+try cache-low-threshold cache-max-size=10M cache-high-threshold=80 cache-low-threshold=80
+for v in maybe 2 "" relative/path; do
+  try cache-on-read cache-on-read="$v"
+done
+for v in abc 0 3 131072 -4; do try shards shards="$v"; done
+for v in abc 0 3 100000; do try queue-depth queue-depth="$v"; done
+for v in maybe ""; do try direct-io direct-io="$v"; done
+for v in abc 0 -1 100000; do try workers workers="$v"; done
+try cache-dir cache-dir=
+try "$WORK/no-such-dir" cache-dir="$WORK/no-such-dir"
+touch "$WORK/a-file"
+try "$WORK/a-file" cache-dir="$WORK/a-file"
+
+# Good values, each key.
+try ok cache=writeback cache=writethrough cache=unsafe
+try ok cache-min-block-size=4096 cache-min-block-size=1M
+try ok cache-max-size=1M cache-high-threshold=90 cache-low-threshold=10
+try ok cache-on-read=true cache-on-read=off cache-on-read=/no/such/file
+try ok shards=1 shards=64 queue-depth=4 queue-depth=256 workers=2 direct-io=false
+try ok cache-dir="$WORK"
+try ok direct-io=true cache-dir="$WORK"
+# A threshold order that is only checked when cache-max-size is set, as in nbdkit.
+try ok cache-high-threshold=10 cache-low-threshold=50
+echo PASS

@@ -1,0 +1,60 @@
+#!/bin/bash
+# The cache file's life: created in $TMPDIR (default /var/tmp) or cache-dir,
+# also when they are relative and nbdkit daemonises (it changes directory to
+# / after the filter opened the file); never visible in the directory (it is
+# unlinked or O_TMPFILE), so nothing is left after a normal exit or after
+# kill -9, even in the middle of writes. The stats file is written at unload.
+source "$(dirname "$0")/lib.sh"
+
+M=$((1024 * 1024))
+mkdir -p "$WORK/lc/rel" "$WORK/lc/relcd"
+pushd "$WORK/lc" >/dev/null
+
+echo "== relative TMPDIR, daemonised, kill -9"
+TMPDIR=rel start_nbdkit_daemon lc1 --filter="$FILTER" memory 64M
+popd >/dev/null
+cache_fd_of lc1 "$WORK/lc/rel" >/dev/null || fail "no cache file open under the relative TMPDIR"
+[[ -z "$(ls -A "$WORK/lc/rel")" ]] || fail "cache file visible in TMPDIR: $(ls -A "$WORK/lc/rel")"
+nbdsh_on lc1 <<'PY'
+h.pwrite(b"q" * 1048576, 0)
+assert h.pread(1048576, 0) == b"q" * 1048576
+PY
+# kill -9 in the middle of a stream of writes.
+timeout 60 nbdcopy -- [ nbdkit random 64M seed=1 ] "$(uri lc1)" &
+copier=$!
+sleep 0.3
+kill -9 "$(pid_of lc1)"
+wait "$copier" 2>/dev/null || true
+sleep 0.1
+[[ -z "$(ls -A "$WORK/lc/rel")" ]] || fail "files left after kill -9: $(ls -A "$WORK/lc/rel")"
+rm -f "$WORK/lc1.pid"
+
+echo "== relative cache-dir, daemonised, normal exit, stats at unload"
+pushd "$WORK/lc" >/dev/null
+start_nbdkit_daemon lc2 --filter="$FILTER" memory 8M cache-dir=relcd cache-on-read=true
+popd >/dev/null
+cache_fd_of lc2 "$WORK/lc/relcd" >/dev/null || fail "no cache file open under the relative cache-dir"
+nbdsh_on lc2 <<'PY'
+for _ in range(3):
+    assert h.pread(1048576, 0) == bytes(1048576)
+PY
+stop_nbdkit lc2
+[[ -z "$(ls -A "$WORK/lc/relcd")" ]] || fail "files left after exit: $(ls -A "$WORK/lc/relcd")"
+[[ "$(stat_of lc2 hits)" -ge 32 ]] || fail "stats at unload: hits=$(stat_of lc2 hits), want >= 32"
+[[ "$(stat_of lc2 misses)" -ge 16 ]] || fail "stats at unload: misses=$(stat_of lc2 misses)"
+
+echo "== no TMPDIR: /var/tmp"
+env -u TMPDIR RINGCACHE_STATS_FILE= nbdkit -f -U "$WORK/lc3.sock" -P "$WORK/lc3.pid" \
+  --filter="$FILTER" memory 1M >"$WORK/lc3.log" 2>&1 &
+_NBDKIT_NAMES+=(lc3)
+for ((i = 0; i < 100; i++)); do [[ -s "$WORK/lc3.pid" ]] && break; sleep 0.05; done
+cache_fd_of lc3 /var/tmp >/dev/null || fail "default cache directory is not /var/tmp"
+stop_nbdkit lc3
+
+echo "== the default TMPDIR is honoured"
+mkdir -p "$WORK/tmpdir"
+TMPDIR="$WORK/tmpdir" start_nbdkit lc4 --filter="$FILTER" memory 1M
+cache_fd_of lc4 "$WORK/tmpdir" >/dev/null || fail "TMPDIR not used"
+stop_nbdkit lc4
+[[ -z "$(ls -A "$WORK/tmpdir")" ]] || fail "files left in TMPDIR"
+echo PASS
