@@ -1,0 +1,35 @@
+#!/bin/bash
+# The engine alone, through its C++ API (bench/engine_bench.cc, BM_Hit4K with
+# an O_DIRECT cache file, default shards, best of 1..64 threads), against raw
+# fio io_uring O_DIRECT 4K random reads on the same file system, same run.
+#
+# usage: bench/engine_vs_raw.sh [--figures-only]
+#   --figures-only prints "RAW_IOPS ENGINE_IOPS ENGINE_THREADS" (for nbd_compare.sh)
+# Environment: RINGCACHE_BENCH_DIR (default /var/tmp), RUNTIME (raw fio seconds,
+# default 10), BUILD=0 to skip `bazel build //bench:engine_bench`.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export RINGCACHE_BENCH_DIR=${RINGCACHE_BENCH_DIR:-/var/tmp}
+BIN=$ROOT/bazel-bin/bench/engine_bench
+[ "${BUILD:-1}" = 0 ] || bazel build //bench:engine_bench >&2
+[ -x "$BIN" ] || { echo "engine_vs_raw.sh: $BIN not built (bazel build //bench:engine_bench)" >&2; exit 1; }
+
+raw=$("$ROOT/bench/fio_raw.sh")
+json=$(mktemp "${TMPDIR:-/tmp}/engine_bench.XXXXXX.json")
+trap 'rm -f "$json"' EXIT
+# Both the O_DIRECT and the buffered cache file, default shards.
+"$BIN" --benchmark_filter='^BM_Hit4K/shards:0/' --benchmark_out="$json" \
+  --benchmark_out_format=json >&2
+read -r engine threads < <(/usr/bin/python3 "$ROOT/bench/lib/gbench_best.py" "$json" '^BM_Hit4K/shards:0/direct:1/')
+read -r buffered buffered_threads < <(/usr/bin/python3 "$ROOT/bench/lib/gbench_best.py" "$json" '^BM_Hit4K/shards:0/direct:0/')
+ratio=$(awk -v a="$engine" -v b="$raw" 'BEGIN { printf "%.2f", a / b }')
+echo "engine 4K hits, buffered cache file (page cache; not comparable to O_DIRECT): $buffered IOPS at $buffered_threads threads" >&2
+if [ "${1:-}" = --figures-only ]; then
+  echo "$raw $engine $threads"
+else
+  echo "raw fio io_uring O_DIRECT 4K randread: $raw IOPS"
+  echo "engine 4K hits, O_DIRECT cache file:   $engine IOPS at $threads threads"
+  echo "ratio engine / raw fio: ${ratio}x (target >= 0.8x)"
+fi

@@ -1,0 +1,33 @@
+#!/bin/bash
+# Raw fio: io_uring, O_DIRECT, 4K random reads of a file on the file system of
+# the engine's cache file: the device's figure that the engine's hit path is
+# measured against. Prints the IOPS (best of the JOBSxDEPTH shapes given).
+#
+# usage: bench/fio_raw.sh [JOBSxDEPTH...]     (default: 2x32 4x16, 64 in flight)
+# Environment: RINGCACHE_BENCH_DIR (default /var/tmp), RUNTIME (seconds,
+# default 10), SIZE (file size, default 1g, as the engine's hit set).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_DIR=${RINGCACHE_BENCH_DIR:-/var/tmp}
+RUNTIME=${RUNTIME:-10}
+SIZE=${SIZE:-1g}
+[ $# -gt 0 ] || set -- 2x32 4x16
+command -v fio >/dev/null || { echo "fio_raw.sh: fio not found (apt-get install fio)" >&2; exit 1; }
+
+WORK=$(mktemp -d "$BENCH_DIR/ringcache-rawfio.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+best=0
+for shape in "$@"; do
+  jobs=${shape%x*}
+  depth=${shape#*x}
+  case "$jobs$depth" in ''|*[!0-9]*) echo "fio_raw.sh: shape '$shape' is not JOBSxDEPTH" >&2; exit 1;; esac
+  fio --name=raw --filename="$WORK/raw.dat" --size="$SIZE" --ioengine=io_uring --direct=1 \
+    --rw=randread --bs=4k --numjobs="$jobs" --iodepth="$depth" --time_based --runtime="$RUNTIME" \
+    --ramp_time=1 --group_reporting --output-format=json --output="$WORK/raw.json" >/dev/null
+  read -r iops p99 _ < <(/usr/bin/python3 "$ROOT/bench/lib/fio_summary.py" "$WORK/raw.json")
+  echo "raw fio io_uring O_DIRECT 4K randread ${jobs}x${depth}: $iops IOPS, p99 $p99 us" >&2
+  [ "$iops" -le "$best" ] || best=$iops
+done
+echo "$best"

@@ -1,0 +1,206 @@
+#!/bin/bash
+# Side-by-side benchmark: nbdkit's cache filter vs the ringcache filter, same
+# origin, same parameters, same fio jobs (ioengine=nbd over a Unix socket),
+# plus the pass-through figures (no cache at all) and, unless SKIP_ENGINE=1,
+# the engine alone (Google Benchmark) vs raw fio io_uring O_DIRECT.
+#
+# usage: bench/nbd_compare.sh [CSV]        (default bench/results/nbd_compare-DATE.csv)
+#
+# Environment:
+#   QUICK=1                ~3 s per job instead of 10 s (RUNTIME=N overrides both)
+#   RINGCACHE_BENCH_DIR    where cache files and the raw fio file live (default /var/tmp)
+#   VARIANTS               subset of "passthrough nbdkit ringcache" (default: all three)
+#   ROWS                   subset of "cold flush writethrough warm reclaim" (default: all)
+#   DELAY                  origin latency of the slow origin (default 2ms)
+#   BUILD=0                do not run bazel build first
+#   SKIP_ENGINE=1          skip the engine vs raw fio comparison
+#   RINGCACHE_FILTER       path of nbdkit-ringcache-filter.so
+#                          (default bazel-bin/nbdkit_adapter/nbdkit-ringcache-filter.so)
+#
+# Writes the CSV, a PNG bar chart next to it (same name, .png) and a log of
+# every command run (.log). Kills what it starts, by PID, on any exit.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then RUNTIME=${RUNTIME:-3}; else RUNTIME=${RUNTIME:-10}; fi
+BENCH_DIR=${RINGCACHE_BENCH_DIR:-/var/tmp}
+VARIANTS=${VARIANTS:-passthrough nbdkit ringcache}
+ROWS=${ROWS:-cold flush writethrough warm reclaim}
+DELAY=${DELAY:-2ms}
+NBDKIT_THREADS=16   # nbdkit's default -t, stated so both servers surely match
+FILTER=${RINGCACHE_FILTER:-$ROOT/bazel-bin/nbdkit_adapter/nbdkit-ringcache-filter.so}
+CSV=${1:-$ROOT/bench/results/nbd_compare-$(date +%Y%m%d-%H%M%S).csv}
+PNG=${CSV%.csv}.png
+LOG=${CSV%.csv}.log
+PY=/usr/bin/python3   # Debian's python3, which has python3-libnbd
+
+for tool in nbdkit nbdinfo fio gnuplot "$PY"; do
+  command -v "$tool" >/dev/null ||
+    { echo "nbd_compare.sh: '$tool' not found; run scripts/setup.sh (Debian packages nbdkit libnbd-bin fio gnuplot-nox python3-libnbd)" >&2; exit 1; }
+done
+[ -d "$BENCH_DIR" ] && [ -w "$BENCH_DIR" ] ||
+  { echo "nbd_compare.sh: RINGCACHE_BENCH_DIR=$BENCH_DIR is not a writable directory" >&2; exit 1; }
+case "$RUNTIME" in ''|*[!0-9]*) echo "nbd_compare.sh: RUNTIME=$RUNTIME is not a number of seconds" >&2; exit 1;; esac
+
+if [ "${BUILD:-1}" != 0 ]; then
+  targets=()
+  [[ " $VARIANTS " == *" ringcache "* ]] && targets+=(//nbdkit_adapter:nbdkit-ringcache-filter.so)
+  [ "${SKIP_ENGINE:-0}" = 1 ] || targets+=(//bench:engine_bench)
+  [ ${#targets[@]} -eq 0 ] || bazel build "${targets[@]}"
+fi
+if [[ " $VARIANTS " == *" ringcache "* ]] && [ ! -f "$FILTER" ]; then
+  echo "nbd_compare.sh: ringcache filter $FILTER not found (build it, or set VARIANTS=\"passthrough nbdkit\")" >&2
+  exit 1
+fi
+
+mkdir -p "$(dirname "$CSV")"
+WORK=$(mktemp -d "$BENCH_DIR/ringcache-bench.XXXXXX")
+export TMPDIR=$WORK   # both cache filters put their cache file here
+# shellcheck source=bench/lib/nbd_server.sh
+source "$ROOT/bench/lib/nbd_server.sh"
+cleanup() {
+  stop_nbdkit
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+: >"$LOG"
+
+log() { echo "$*" >>"$LOG"; }
+
+# server_args VARIANT "CACHE-PARAMS" "DELAY-PARAMS" PLUGIN PLUGIN-PARAMS...
+# Sets SERVER_ARGS to the nbdkit arguments for VARIANT.
+server_args() {
+  local variant=$1 cache_params=$2 delay_params=$3
+  shift 3
+  SERVER_ARGS=()
+  case "$variant" in
+    passthrough) ;;
+    nbdkit) SERVER_ARGS+=(--filter=cache) ;;
+    ringcache) SERVER_ARGS+=("--filter=$FILTER") ;;
+    *) echo "unknown variant $variant" >&2; return 1 ;;
+  esac
+  [ -z "$delay_params" ] || SERVER_ARGS+=(--filter=delay)
+  SERVER_ARGS+=("$@")
+  # shellcheck disable=SC2206
+  [ -z "$delay_params" ] || SERVER_ARGS+=($delay_params)
+  # shellcheck disable=SC2206
+  [ "$variant" = passthrough ] || SERVER_ARGS+=($cache_params)
+}
+
+start_variant() {
+  local variant=$1
+  shift
+  server_args "$variant" "$@"
+  log "nbdkit -f -t $NBDKIT_THREADS -U SOCK ${SERVER_ARGS[*]}"
+  start_nbdkit "$variant" "${SERVER_ARGS[@]}"
+}
+
+# run_fio TAG fio-args...: runs fio against the current server; prints
+# "iops p99_us mean_us".
+run_fio() {
+  local tag=$1
+  shift
+  local out="$WORK/$tag.json"
+  log "fio --name=$tag --ioengine=nbd --uri=URI --group_reporting $*"
+  if ! fio --name="$tag" --ioengine=nbd --uri="$(server_uri)" --group_reporting \
+      --output-format=json --output="$out" "$@" >"$WORK/$tag.fio.log" 2>&1; then
+    echo "fio $tag failed:" >&2
+    cat "$WORK/$tag.fio.log" "$out" >&2 2>/dev/null || true
+    return 1
+  fi
+  "$PY" "$ROOT/bench/lib/fio_summary.py" "$out"
+}
+
+declare -A R   # R[row.variant.metric] = figure
+TIMED=(--time_based --runtime="$RUNTIME" --ramp_time=1)
+
+row_cold() {
+  local v s
+  for v in $VARIANTS; do
+    start_variant "$v" "cache=writeback cache-on-read=true" "rdelay=$DELAY wdelay=$DELAY" pattern size=64G
+    # 8 jobs, each on its own 8 GiB region, fio's random map: every read misses.
+    s=$(run_fio "cold-$v" --rw=randread --bs=64k --numjobs=8 --iodepth=8 \
+      --size=8g --offset_increment=8g "${TIMED[@]}")
+    R[cold.$v.iops]=${s%% *}
+    stop_nbdkit
+  done
+}
+
+row_flush() {
+  local v s
+  for v in $VARIANTS; do
+    [ "$v" != passthrough ] || continue
+    start_variant "$v" "cache=writeback cache-on-read=true" "wdelay=$DELAY" memory size=256M
+    # 16,384 4K random writes (fio's random map: no offset twice) over 256 MiB
+    # dirty ~4,050 of the 4,096 64K blocks; then one timed flush.
+    s=$(run_fio "flush-writes-$v" --rw=randwrite --bs=4k --iodepth=16 \
+      --numjobs=1 --io_size=64m --write_iolog="$WORK/flush-$v.iolog")
+    R[flush.$v.write_iops]=${s%% *}
+    R[flush.$v.dirty_64k_blocks]=$("$PY" "$ROOT/bench/lib/count_blocks.py" "$WORK/flush-$v.iolog" 65536)
+    log "time_flush.py URI   (one NBD_CMD_FLUSH)"
+    R[flush.$v.seconds]=$("$PY" "$ROOT/bench/lib/time_flush.py" "$(server_uri)")
+    stop_nbdkit
+  done
+}
+
+row_writethrough() {
+  local v s
+  for v in $VARIANTS; do
+    start_variant "$v" "cache=writethrough cache-on-read=true" "rdelay=$DELAY wdelay=$DELAY" memory size=1G
+    s=$(run_fio "writethrough-$v" --rw=randwrite --bs=4k --numjobs=4 --iodepth=16 "${TIMED[@]}")
+    R[writethrough.$v.iops]=${s%% *}
+    stop_nbdkit
+  done
+}
+
+row_warm() {
+  local v s iops p99
+  for v in $VARIANTS; do
+    start_variant "$v" "cache=writeback cache-on-read=true" "" pattern size=256M
+    run_fio "warm-prefill-$v" --rw=read --bs=1m --iodepth=4 --numjobs=1 >/dev/null
+    s=$(run_fio "warm-$v" --rw=randread --bs=4k --numjobs=4 --iodepth=16 "${TIMED[@]}")
+    read -r iops p99 _ <<<"$s"
+    R[warm.$v.iops]=$iops
+    R[warm.$v.p99_us]=$p99
+    stop_nbdkit
+  done
+}
+
+row_reclaim() {
+  local v s
+  for v in $VARIANTS; do
+    start_variant "$v" "cache=writeback cache-on-read=true cache-max-size=256M" "" pattern size=1G
+    s=$(run_fio "reclaim-$v" --rw=randread --bs=64k --numjobs=4 --iodepth=16 "${TIMED[@]}")
+    R[reclaim.$v.iops]=${s%% *}
+    stop_nbdkit
+  done
+}
+
+for row in $ROWS; do
+  case "$row" in
+    cold|flush|writethrough|warm|reclaim) echo "running $row ..." >&2; "row_$row" ;;
+    *) echo "nbd_compare.sh: unknown row '$row' (rows: cold flush writethrough warm reclaim)" >&2; exit 1 ;;
+  esac
+done
+
+if [ "${SKIP_ENGINE:-0}" != 1 ]; then
+  echo "running engine vs raw fio ..." >&2
+  log "RUNTIME=$RUNTIME bench/engine_vs_raw.sh"
+  s=$(BUILD=0 RUNTIME=$RUNTIME RINGCACHE_BENCH_DIR=$BENCH_DIR "$ROOT/bench/engine_vs_raw.sh" --figures-only \
+      2>>"$LOG") || { echo "engine_vs_raw.sh failed; see $LOG" >&2; tail -5 "$LOG" >&2; exit 1; }
+  read -r raw engine threads <<<"$s"
+  R[engine.raw.iops]=$raw
+  R[engine.ringcache.iops]=$engine
+  R[engine.ringcache.threads]=$threads
+fi
+
+# Reporting: one line per job, the CSV and the plot.
+"$PY" "$ROOT/bench/lib/report.py" "$CSV" "$RUNTIME" "$DELAY" < <(
+  for k in "${!R[@]}"; do echo "$k ${R[$k]}"; done)
+gnuplot -e "csv='$CSV'; png='$PNG'" "$ROOT/bench/lib/plot.gp"
+echo "CSV:  $CSV"
+echo "plot: $PNG"
+echo "log:  $LOG"
