@@ -1,0 +1,316 @@
+/* ringcache.h: the C API of ringcache, an io_uring block cache.
+ *
+ * ringcache sits between a client and a slow origin (a network disk, an
+ * object store, anything that can read and write bytes at offsets) and keeps
+ * the blocks it has seen in a local cache file, written and read through
+ * io_uring. This header is the whole C interface and its manual.
+ *
+ * Build and link:   bazel build //capi:libringcache.so
+ *                   cc app.c $(pkg-config --cflags --libs ringcache)
+ * Example program:  capi/example.c      Guide: docs/c_api.md
+ *
+ * Conventions (every function below follows them unless it says otherwise):
+ *
+ *  - Errors.  A call returns 0 (or a non-negative size) on success and a
+ *    negative errno on failure.  It never aborts on bad input: a NULL handle,
+ *    a NULL buffer, an unknown flag or a request past the end is refused with
+ *    -EINVAL (or -ENOSPC, see each call), and rc_last_error() then holds a
+ *    message naming the cause.  Errors of the origin pass through unchanged:
+ *    if your pread callback returns -ENXIO, rc_pread returns -ENXIO.
+ *
+ *  - Threads.  An rc_engine may be used from any number of threads at once
+ *    (every call except rc_engine_close, see there).  Requests on different
+ *    blocks run in parallel; requests on the same block are linearisable: a
+ *    read that starts after a write returned sees that write.  Concurrent
+ *    requests that overlap have no defined order, as in NBD.
+ *
+ *  - Origin callbacks are called from the threads that call into the engine
+ *    and from the engine's worker threads, possibly from several threads at
+ *    the same time, never while an engine lock is held.  They must be
+ *    thread-safe and must not call back into the same rc_engine.
+ *
+ *  - Sizes.  count is a uint32_t: one request moves at most 4 GiB - 1 bytes.
+ *    A request is in range when offset + count <= the origin's size; a request
+ *    with count == 0 in range is a successful no-op.
+ *
+ * This header is C99 and C++ compatible.  RC_API_VERSION changes only when an
+ * existing call or struct changes incompatibly; structs grow at their end and
+ * carry their struct_size so that old callers keep working.
+ */
+#ifndef RINGCACHE_H
+#define RINGCACHE_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RC_API_VERSION 1
+
+/* An open cache over one origin.  Opaque; created by rc_engine_open and
+ * destroyed by rc_engine_close. */
+typedef struct rc_engine rc_engine;
+
+/* ---- Request flags --------------------------------------------------- */
+
+/* Force unit access: the data is durable in the origin when the call returns
+ * (writethrough and writeback modes; unsafe mode ignores it, as nbdkit's cache
+ * filter does).  Accepted by rc_pwrite, rc_submit_pwrite, rc_zero,
+ * rc_submit_zero and rc_trim.  The origin callbacks receive it in their flags
+ * when the engine needs the origin to write durably. */
+#define RC_FUA 1u
+/* rc_zero: the origin may deallocate (punch a hole) instead of writing zeros;
+ * passed on to the origin's zero callback. */
+#define RC_MAY_TRIM 2u
+/* rc_zero: succeed only if zeroing is fast; a cache cannot promise that, so a
+ * request with this flag is refused with -ENOTSUP (nbdkit's fast-zero rule). */
+#define RC_FAST_ZERO 4u
+
+/* ---- The origin -------------------------------------------------------- */
+
+/* The origin: the storage behind the cache, as a table of callbacks.
+ *
+ * rc_engine_open copies this struct; it need not outlive that call.  ctx is
+ * passed to every callback and must stay valid until rc_engine_close returns.
+ * Each callback may be called concurrently from several threads (see the
+ * conventions above).  Every callback returns 0 on success or a negative
+ * errno; any other non-zero value is treated as -EIO.
+ */
+typedef struct rc_origin {
+  /* sizeof (rc_origin) as the caller compiled it.  Fields past struct_size
+   * are treated as NULL, so a caller built against an older header works. */
+  uint32_t struct_size;
+  /* Passed as the first argument of every callback. */
+  void *ctx;
+  /* Required.  The origin's size in bytes, or a negative errno.  Called once
+   * by rc_engine_open; the size is fixed for the life of the engine. */
+  int64_t (*get_size) (void *ctx);
+  /* Required.  Read count bytes at offset into buf: all of them, or fail. */
+  int (*pread) (void *ctx, void *buf, uint32_t count, uint64_t offset);
+  /* Required.  Write count bytes from buf at offset.  flags may hold RC_FUA:
+   * the data must be durable before the callback returns. */
+  int (*pwrite) (void *ctx, const void *buf, uint32_t count, uint64_t offset,
+                 uint32_t flags);
+  /* Optional (NULL: the engine writes buffers of zeros with pwrite).  Make
+   * count bytes at offset read as zeros.  flags may hold RC_FUA and
+   * RC_MAY_TRIM (the range may be deallocated). */
+  int (*zero) (void *ctx, uint32_t count, uint64_t offset, uint32_t flags);
+  /* Optional (NULL: the origin has no volatile cache; rc_flush then only
+   * writes dirty blocks back).  Make every completed write durable. */
+  int (*flush) (void *ctx);
+  /* Optional, new in this header (NULL, or outside struct_size: rc_trim only
+   * drops cached copies).  Discard count bytes at offset; the contents of the
+   * range are then unspecified.  flags may hold RC_FUA. */
+  int (*trim) (void *ctx, uint32_t count, uint64_t offset, uint32_t flags);
+} rc_origin;
+
+/* ---- Stats ----------------------------------------------------------- */
+
+/* A snapshot of the engine's counters, filled by rc_get_stats.  Counters are
+ * totals since rc_engine_open, except blocks_cached, blocks_dirty and
+ * cache_bytes, which describe the cache now. */
+typedef struct rc_stats {
+  /* Set by the caller to sizeof (rc_stats); see rc_get_stats. */
+  uint32_t struct_size;
+  uint64_t hits;              /* blocks served from the cache file */
+  uint64_t misses;            /* blocks that had to come from the origin */
+  uint64_t bytes_from_cache;  /* bytes read from the cache file for callers */
+  uint64_t bytes_from_origin; /* bytes read from the origin (reads, fills,
+                                 read-modify-write of partial blocks) */
+  uint64_t blocks_cached;     /* blocks now in the cache (clean or dirty) */
+  uint64_t blocks_dirty;      /* blocks whose data is not yet in the origin */
+  uint64_t evictions;         /* blocks dropped by reclaim (cache-max-size) */
+  uint64_t writebacks;        /* dirty blocks written back to the origin */
+  /* ---- more may follow; the fields below are ringcache's own ---- */
+  uint64_t origin_writes;     /* origin pwrite/zero calls made by write-back */
+  uint64_t cache_errors;      /* failed cache-file I/Os */
+  uint64_t cache_bytes;       /* cache file space in use, in bytes */
+} rc_stats;
+
+/* Completion of an asynchronous request (rc_submit_*).  result is 0 or a
+ * negative errno.  Runs on one of the engine's worker threads; on failure,
+ * rc_last_error() called inside done returns the request's message.  done
+ * may submit new requests (they may fail with -EAGAIN, see rc_submit_pread)
+ * and may call the synchronous calls, but must not call rc_engine_close. */
+typedef void (*rc_done_fn) (void *user, int result);
+
+/* ---- Library --------------------------------------------------------- */
+
+/* The RC_API_VERSION the library was built with.  Never fails. */
+int rc_api_version (void);
+
+/* The thread-local message of the last failed call on this thread, naming
+ * the cause ("cache-min-block-size: 1000 is not a power of two ...").  It is
+ * "" when nothing has failed on this thread yet, is not cleared by successful
+ * calls (like errno), and stays valid until the next failing call on this
+ * thread.  Never returns NULL. */
+const char *rc_last_error (void);
+
+/* Text describing every key rc_engine_open accepts, with defaults (the same
+ * text as the nbdkit filter's --help).  Static storage; never fails. */
+const char *rc_config_help (void);
+
+/* ---- Open and close -------------------------------------------------- */
+
+/* Opens a cache over origin and stores the handle in *out.
+ *
+ * params: NULL, or a NULL-terminated array of "key=value" strings, applied in
+ * order (a later key overrides an earlier one).  The keys are those of
+ * nbdkit's cache filter plus ringcache's own:
+ *   cache=writeback|writethrough|unsafe    (default writeback)
+ *       writeback: writes land in the cache; rc_flush writes them back.
+ *       writethrough: writes go to the cache and the origin before returning.
+ *       unsafe: like writeback, but rc_flush (and RC_FUA) do nothing.
+ *   cache-on-read=true|false|/PATH         (default false)
+ *       whether reads that miss keep the block in the cache; /PATH: only while
+ *       that file exists.
+ *   cache-min-block-size=SIZE               (power of two >= 4096, default 64K)
+ *       the block size is the larger of this and the cache filesystem's.
+ *   cache-max-size=SIZE                     (>= 1M; default: unlimited)
+ *   cache-high-threshold=PERCENT            (default 95)
+ *   cache-low-threshold=PERCENT             (default 80, below high)
+ *       with cache-max-size, reclaim starts above high and stops at low;
+ *       dirty blocks are written back first, never dropped.
+ *   cache-dir=DIR                           (default $TMPDIR, else /var/tmp)
+ *   shards=N                                (block map shards; default: by CPUs)
+ *   queue-depth=N                           (io_uring entries per ring)
+ *   direct-io=true|false                    (O_DIRECT cache file; default false)
+ *   workers=N                               (threads running rc_submit_*
+ *                                            requests; default: by CPUs)
+ * SIZE takes the suffixes k, M, G, T (powers of 1024), as nbdkit does.  See
+ * rc_config_help() for the authoritative list.
+ *
+ * origin: the callbacks, see rc_origin.  get_size is called once, here.
+ *
+ * Returns 0 and sets *out, or a negative errno and sets *out to NULL (when out
+ * is not NULL):
+ *   -EINVAL  origin or out is NULL, origin->struct_size is too small, a
+ *            required callback is NULL, a parameter is not "key=value", its
+ *            key is unknown, its value is bad, or the values conflict; the
+ *            message names the key.
+ *   -ENOSYS  io_uring cannot be used here (old kernel, disabled by sysctl).
+ *   other    creating the cache file failed (-ENOENT, -EACCES, ...), or
+ *            origin->get_size failed (its errno).
+ * Thread-safe. */
+int rc_engine_open (const char *const *params, const rc_origin *origin,
+                    rc_engine **out);
+
+/* Waits for every submitted request to complete (their done callbacks have
+ * returned), writes every dirty block back to the origin and flushes it
+ * (except with cache=unsafe, where unwritten data is dropped), then frees the
+ * engine and its cache file.  The engine is freed in every case, also when
+ * write-back fails; after the call the handle is invalid.
+ *
+ * Returns 0, or:
+ *   -EINVAL   e is NULL.
+ *   -EDEADLK  called from a done callback of this engine: nothing is freed
+ *             (the one case where e stays valid).
+ *   other     the write-back or the origin's flush failed (its errno): data
+ *             written since the last successful rc_flush may be lost.
+ * Must not run concurrently with any other call on e; requests submitted by
+ * done callbacks while it waits are still run. */
+int rc_engine_close (rc_engine *e);
+
+/* ---- Geometry -------------------------------------------------------- */
+
+/* The origin's size in bytes, or -EINVAL if e is NULL.  Thread-safe. */
+int64_t rc_get_size (rc_engine *e);
+
+/* The cache block size in bytes (a power of two >= 4096): requests aligned to
+ * it avoid read-modify-write.  Returns 0 if e is NULL.  Thread-safe. */
+uint32_t rc_block_size (rc_engine *e);
+
+/* ---- Synchronous I/O ------------------------------------------------- */
+/* Each returns when the request is complete, on the calling thread; origin
+ * callbacks may run on the calling thread.  All are thread-safe. */
+
+/* Reads count bytes at offset into buf, from the cache where it holds them
+ * and from the origin otherwise (keeping them with cache-on-read).
+ * Returns 0, or -EINVAL (e NULL; buf NULL with count > 0; offset + count past
+ * the end), or the error of the cache file or the origin. */
+int rc_pread (rc_engine *e, void *buf, uint32_t count, uint64_t offset);
+
+/* Writes count bytes from buf at offset, per the cache mode.  Partial blocks
+ * are read-modify-written.  flags: 0 or RC_FUA.
+ * Returns 0, or -EINVAL (e NULL; buf NULL with count > 0; unknown flag),
+ * -ENOSPC (offset + count past the end), or the error of the cache file or
+ * the origin. */
+int rc_pwrite (rc_engine *e, const void *buf, uint32_t count, uint64_t offset,
+               uint32_t flags);
+
+/* Makes count bytes at offset read as zeros.  flags: any of RC_FUA,
+ * RC_MAY_TRIM, RC_FAST_ZERO.
+ * Returns 0, or -EINVAL (e NULL; unknown flag), -ENOSPC (past the end),
+ * -ENOTSUP (RC_FAST_ZERO), or the error of the cache file or the origin. */
+int rc_zero (rc_engine *e, uint32_t count, uint64_t offset, uint32_t flags);
+
+/* Discards count bytes at offset: cached copies of wholly covered blocks are
+ * dropped and, if the origin has a trim callback, the trim is passed on.
+ * The range's contents are unspecified afterwards.  flags: 0 or RC_FUA.
+ * Returns 0, or -EINVAL (e NULL; unknown flag; past the end), or the error of
+ * the origin. */
+int rc_trim (rc_engine *e, uint32_t count, uint64_t offset, uint32_t flags);
+
+/* writeback, writethrough: writes every dirty block back to the origin, then
+ * calls its flush callback (if any).  When it returns 0, every write that
+ * completed before the call is in the origin.  unsafe: does nothing.
+ * Returns 0, or -EINVAL (e NULL), or the origin's error. */
+int rc_flush (rc_engine *e);
+
+/* Brings count bytes at offset into the cache (NBD_CMD_CACHE), so later
+ * reads hit.  Returns 0, or -EINVAL (e NULL; past the end), or the error of
+ * the cache file or the origin. */
+int rc_prefetch (rc_engine *e, uint32_t count, uint64_t offset);
+
+/* ---- Asynchronous I/O ------------------------------------------------ */
+/* Each rc_submit_* checks its arguments, queues the request and returns at
+ * once.  If it returns 0, done(user, result) is called exactly once, later,
+ * on one of the engine's worker threads (started on the first submit; their
+ * number is the "workers" parameter).  If it returns an error, the request was
+ * not queued and done is never called.  buf must stay valid until done runs.
+ * Requests in flight together have no defined order; to order two requests,
+ * submit the second from the first one's done callback.
+ *
+ * Up to 1024 requests per engine may be queued or running at once.  A submit
+ * beyond that blocks until one completes, except from a done callback of the
+ * same engine, where it returns -EAGAIN at once instead (blocking there could
+ * deadlock the workers).  Thread-safe. */
+
+/* Asynchronous rc_pread.  Returns 0, or -EINVAL (e, done NULL; buf NULL with
+ * count > 0; past the end), or -EAGAIN (see above). */
+int rc_submit_pread (rc_engine *e, void *buf, uint32_t count, uint64_t offset,
+                     rc_done_fn done, void *user);
+
+/* Asynchronous rc_pwrite.  Returns 0, or -EINVAL (e, done NULL; buf NULL with
+ * count > 0; unknown flag), -ENOSPC (past the end), or -EAGAIN. */
+int rc_submit_pwrite (rc_engine *e, const void *buf, uint32_t count,
+                      uint64_t offset, uint32_t flags, rc_done_fn done,
+                      void *user);
+
+/* Asynchronous rc_zero.  Returns 0, or -EINVAL (e, done NULL; unknown flag),
+ * -ENOSPC (past the end), or -EAGAIN.  RC_FAST_ZERO completes with -ENOTSUP. */
+int rc_submit_zero (rc_engine *e, uint32_t count, uint64_t offset,
+                    uint32_t flags, rc_done_fn done, void *user);
+
+/* Asynchronous rc_flush: covers every write whose done callback (or
+ * synchronous call) returned before rc_submit_flush was called.
+ * Returns 0, or -EINVAL (e, done NULL), or -EAGAIN. */
+int rc_submit_flush (rc_engine *e, rc_done_fn done, void *user);
+
+/* ---- Stats ----------------------------------------------------------- */
+
+/* Fills *out with a snapshot of the counters.  Set out->struct_size to
+ * sizeof (rc_stats) first: only the whole fields that lie within struct_size
+ * are written, nothing past it, so a caller built against an older, shorter
+ * rc_stats works.  On return out->struct_size holds the number of bytes the
+ * library filled (at most the caller's value).
+ * Returns 0, or -EINVAL (e or out NULL, struct_size smaller than the
+ * struct_size field itself).  Thread-safe. */
+int rc_get_stats (rc_engine *e, rc_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RINGCACHE_H */
