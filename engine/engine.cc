@@ -232,7 +232,10 @@ int EngineImpl::OriginReadRuns(Backend& origin, std::vector<BlockPlan>& plans, A
     uint64_t off = FileOffset(plans[i]);
     int err = origin.Pread(plans[i].data, static_cast<uint32_t>(run), off);
     if (err) {
-      for (size_t k = i; k < j; k++) plans[k].err = err;
+      // This run and every later one of the same act count as failed, so
+      // none of their (unread) buffers is cached or merged.
+      for (size_t k = i; k < n; k++)
+        if (plans[k].act == act) plans[k].err = err;
       return Fail(err, "ringcache: origin read of %d bytes at offset %d failed: %s", run, off,
                   strerror(err));
     }
