@@ -126,7 +126,10 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
 
   // 2. Cache reads go out first and run while the origin is read.
   QueueRuns(ring, plans, Act::kCacheRead, /*write=*/false);
-  ring->Submit();
+  bool origin_work = false;
+  for (const BlockPlan& p : plans)
+    origin_work |= p.act == Act::kOriginRead || p.act == Act::kFill;
+  if (origin_work) ring->Submit();
   for (BlockPlan& p : plans)
     if (p.act == Act::kZeroFill) memset(p.data, 0, p.end - p.begin);
 

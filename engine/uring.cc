@@ -129,8 +129,14 @@ void Ring::Submit() { io_uring_submit(&ring_); }
 
 const std::vector<std::pair<uint64_t, int>>& Ring::WaitAll() {
   while (in_flight_ > 0) {
-    io_uring_submit(&ring_);
+    // One syscall submits and waits; then take whatever else is ready.
+    int r = io_uring_submit_and_wait(&ring_, 1);
+    if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+      FailUnreported(r);
+      break;
+    }
     ReapOne(true);
+    while (in_flight_ > 0 && io_uring_cq_ready(&ring_) > 0) ReapOne(false);
   }
   pending_.clear();
   tags_.clear();
