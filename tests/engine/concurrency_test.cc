@@ -1,0 +1,288 @@
+// Parallelism: misses on different blocks overlap at the origin, misses on
+// the same block fetch it once, cache hits (and other blocks) keep flowing
+// while one origin read is stuck, writes to different blocks overlap, and
+// concurrent read-modify-writes of one block lose nothing.
+//
+// The timing asserts have wide margins (a 2-core machine is noisy): they
+// separate "parallel" from "serialised", nothing finer.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/errors.h"
+#include "gtest/gtest.h"
+#include "tests/engine/test_util.h"
+#include "tests/support/memory_backend.h"
+
+namespace ringcache {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using testing_util::OpenEngine;
+using testing_util::TempDir;
+
+double MsSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// Runs fn(i) on n threads released together; returns the wall time in ms from
+// release to the last completion.
+template <typename Fn>
+double RunTogether(int n, Fn fn) {
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; i++) {
+    threads.emplace_back([&, i] {
+      ready++;
+      while (!go.load()) std::this_thread::yield();
+      fn(i);
+    });
+  }
+  while (ready.load() < n) std::this_thread::yield();
+  Clock::time_point t0 = Clock::now();
+  go = true;
+  for (auto& t : threads) t.join();
+  return MsSince(t0);
+}
+
+// A MemoryBackend whose reads touching one byte range block at a gate until
+// the test opens it (or a safety timeout passes, so nothing hangs forever).
+class GatedBackend : public MemoryBackend {
+ public:
+  using MemoryBackend::MemoryBackend;
+
+  void Gate(uint64_t offset, uint64_t length) {
+    gate_offset_ = offset;
+    gate_length_ = length;
+  }
+  int Pread(void* buf, uint32_t count, uint64_t offset) override {
+    if (offset < gate_offset_ + gate_length_ && gate_offset_ < offset + count) {
+      std::unique_lock<std::mutex> lock(mu_);
+      waiting_++;
+      cv_.notify_all();
+      cv_.wait_for(lock, std::chrono::seconds(5), [&] { return open_; });
+      timed_out_ = !open_;
+      waiting_--;
+    }
+    return MemoryBackend::Pread(buf, count, offset);
+  }
+  void WaitForWaiter() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(5), [&] { return waiting_ > 0; });
+  }
+  int waiting() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return waiting_;
+  }
+  bool timed_out() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return timed_out_;
+  }
+  void Open() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::atomic<uint64_t> gate_offset_{0}, gate_length_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int waiting_ = 0;
+  bool open_ = false, timed_out_ = false;
+};
+
+class Concurrency : public ::testing::Test {
+ protected:
+  template <typename Origin = MemoryBackend>
+  void Open(uint64_t size, std::vector<std::string> params) {
+    engine_.reset();
+    auto origin = std::make_unique<Origin>(size);
+    origin->FillPattern(99);
+    ref_ = origin->Snapshot();
+    auto engine = OpenEngine(params, *origin, dir_.path());
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    origin_ = std::move(origin);
+    engine_ = std::move(*engine);
+    B = engine_->block_size();
+  }
+
+  // Reads and byte-checks [offset, offset+count); safe from any thread.
+  bool ReadOk(uint64_t offset, uint32_t count) {
+    std::vector<uint8_t> buf(count);
+    if (engine_->Read(*origin_, buf.data(), count, offset) != 0) return false;
+    return memcmp(buf.data(), ref_.data() + offset, count) == 0;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<MemoryBackend> origin_;
+  std::unique_ptr<Engine> engine_;
+  std::vector<uint8_t> ref_;
+  uint32_t B = 0;
+};
+
+constexpr int kThreads = 16;
+constexpr double kLatencyMs = 20;
+
+TEST_F(Concurrency, DistinctMissesOverlapAtTheOrigin) {
+  for (const char* cor : {"cache-on-read=true", "cache-on-read=false"}) {
+    SCOPED_TRACE(cor);
+    ASSERT_NO_FATAL_FAILURE(Open(64 * 4096, {"cache-min-block-size=4K", cor}));
+    origin_->latency_us = kLatencyMs * 1000;
+    std::atomic<int> bad{0};
+    double ms = RunTogether(kThreads, [&](int i) {
+      if (!ReadOk(uint64_t(i) * 3 * B, B)) bad++;  // 16 distinct blocks
+    });
+    EXPECT_EQ(bad.load(), 0);
+    EXPECT_EQ(origin_->reads.load(), uint64_t{kThreads});
+    EXPECT_LT(ms, 8 * kLatencyMs) << "16 misses of " << kLatencyMs << " ms took " << ms << " ms";
+    EXPECT_GE(origin_->max_in_flight.load(), 8) << "misses did not overlap";
+    printf("%s: 16 distinct misses in %.1f ms, origin max in flight %d\n", cor, ms,
+           origin_->max_in_flight.load());
+  }
+}
+
+TEST_F(Concurrency, SameBlockMissesFetchOnce) {
+  ASSERT_NO_FATAL_FAILURE(Open(16 * 4096, {"cache-min-block-size=4K", "cache-on-read=true"}));
+  origin_->latency_us = 100 * 1000;
+  std::atomic<int> bad{0};
+  double ms = RunTogether(kThreads, [&](int i) {
+    // Different slices of block 3, all needing the same fetch.
+    uint32_t off = (i * 256) % B;
+    if (!ReadOk(3 * B + off, B - off)) bad++;
+  });
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(origin_->reads.load(), 1u) << "one block, " << origin_->reads.load() << " origin reads";
+  EXPECT_LT(ms, 8 * 100.0) << "waiters for one fetch took " << ms << " ms";
+  // Prefetches of one uncached block: also once.
+  uint64_t reads = origin_->reads.load();
+  RunTogether(kThreads, [&](int) {
+    if (engine_->Prefetch(*origin_, B, 9 * B) != 0) bad++;
+  });
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(origin_->reads.load(), reads + 1);
+  EXPECT_TRUE(ReadOk(9 * B, B));
+  EXPECT_EQ(origin_->reads.load(), reads + 1);
+}
+
+// One origin read is stuck at a gate. On the same shard (shards=1), cache
+// hits, a miss on another block, a write and a flush all complete before the
+// gate opens: no lock is held across origin I/O.
+TEST_F(Concurrency, OthersFlowWhileOneOriginReadIsStuck) {
+  for (const char* mode : {"cache=writeback", "cache=writethrough", "cache=unsafe"}) {
+    SCOPED_TRACE(mode);
+    ASSERT_NO_FATAL_FAILURE(Open<GatedBackend>(
+        32 * 4096, {"cache-min-block-size=4K", "cache-on-read=true", "shards=1", mode}));
+    GatedBackend& gated = static_cast<GatedBackend&>(*origin_);
+    ASSERT_EQ(engine_->Prefetch(*origin_, B, 0), 0);  // block 0 cached
+    gated.Gate(5 * B, B);
+    std::atomic<bool> stuck_done{false};
+    std::atomic<bool> stuck_ok{false};
+    std::thread stuck([&] {
+      stuck_ok = ReadOk(5 * B, B);
+      stuck_done = true;
+    });
+    gated.WaitForWaiter();
+    ASSERT_EQ(gated.waiting(), 1) << "the gated read never reached the origin";
+    Clock::time_point t0 = Clock::now();
+    int hits_ok = 0;
+    for (int i = 0; i < 200; i++) hits_ok += ReadOk(i % 64 * 64, 64);
+    bool other_miss_ok = ReadOk(9 * B + 10, 100);
+    std::vector<uint8_t> data(B, 0x5A);
+    int w = engine_->Write(*origin_, data.data(), B, 12 * B, 0);
+    int f = engine_->Flush(*origin_);
+    double ms = MsSince(t0);
+    bool still_stuck = !stuck_done.load();
+    gated.Open();
+    stuck.join();
+    EXPECT_EQ(hits_ok, 200);
+    EXPECT_TRUE(other_miss_ok);
+    EXPECT_EQ(w, 0);
+    EXPECT_EQ(f, 0);
+    EXPECT_TRUE(still_stuck) << "the stuck read finished early: the test proved nothing";
+    EXPECT_FALSE(gated.timed_out()) << "hits/miss/write/flush waited for the stuck origin read";
+    EXPECT_LT(ms, 2000) << "took " << ms << " ms";
+    EXPECT_TRUE(stuck_ok.load()) << "the stuck read returned wrong bytes";
+    memset(ref_.data() + 12 * B, 0x5A, B);
+    EXPECT_TRUE(ReadOk(0, 32 * B));
+  }
+}
+
+TEST_F(Concurrency, WritesToDifferentBlocksOverlap) {
+  // writethrough: each write goes to the origin.
+  ASSERT_NO_FATAL_FAILURE(Open(64 * 4096, {"cache-min-block-size=4K", "cache=writethrough"}));
+  origin_->latency_us = kLatencyMs * 1000;
+  std::atomic<int> bad{0};
+  double ms = RunTogether(kThreads, [&](int i) {
+    std::vector<uint8_t> data(B, static_cast<uint8_t>(i + 1));
+    if (engine_->Write(*origin_, data.data(), B, uint64_t(i) * 2 * B, 0) != 0) bad++;
+  });
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_LT(ms, 8 * kLatencyMs) << "16 writethrough writes took " << ms << " ms";
+  EXPECT_GE(origin_->max_in_flight.load(), 8);
+  printf("writethrough: 16 block writes in %.1f ms\n", ms);
+  for (int i = 0; i < kThreads; i++) memset(ref_.data() + uint64_t(i) * 2 * B, i + 1, B);
+  EXPECT_EQ(origin_->Snapshot(), ref_);
+
+  // writeback, unaligned: each write reads its block from the origin (RMW).
+  ASSERT_NO_FATAL_FAILURE(Open(64 * 4096, {"cache-min-block-size=4K", "cache=writeback"}));
+  origin_->latency_us = kLatencyMs * 1000;
+  ms = RunTogether(kThreads, [&](int i) {
+    std::vector<uint8_t> data(100, static_cast<uint8_t>(i + 1));
+    if (engine_->Write(*origin_, data.data(), 100, uint64_t(i) * 2 * B + 7, 0) != 0) bad++;
+  });
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_LT(ms, 8 * kLatencyMs) << "16 RMW writes took " << ms << " ms";
+  EXPECT_GE(origin_->max_in_flight.load(), 8);
+  for (int i = 0; i < kThreads; i++) memset(ref_.data() + uint64_t(i) * 2 * B + 7, i + 1, 100);
+  origin_->latency_us = 0;
+  EXPECT_TRUE(ReadOk(0, 64 * B));
+}
+
+// 16 threads each rewrite their own slice of the same blocks many times
+// (read-modify-write on shared blocks): nothing is lost, in any mode.
+TEST_F(Concurrency, ConcurrentRmwOfSharedBlocksLosesNothing) {
+  for (const std::string& mode : testing_util::AllModes()) {
+    for (const char* cor : {"cache-on-read=false", "cache-on-read=true"}) {
+      SCOPED_TRACE(mode + " " + cor);
+      ASSERT_NO_FATAL_FAILURE(Open(8 * 4096, {"cache-min-block-size=4K", "cache=" + mode, cor}));
+      origin_->latency_us = 200;
+      const uint32_t slice = 2 * B / kThreads;  // slices of blocks 1 and 2
+      const int rounds = testing_util::LongMode() ? 500 : 30;
+      std::atomic<int> bad{0};
+      RunTogether(kThreads, [&](int i) {
+        uint64_t off = B + i * slice - (i % 2 ? 3 : 0);  // odd slices start 3 bytes early
+        uint32_t len = slice - (i % 2 ? 0 : 3);
+        std::vector<uint8_t> data(len);
+        for (int r = 0; r < rounds; r++) {
+          memset(data.data(), (i * 7 + r) & 0xff, len);
+          if (engine_->Write(*origin_, data.data(), len, off, 0) != 0) bad++;
+          if (r % 10 == 9 && engine_->Flush(*origin_) != 0) bad++;
+        }
+      });
+      EXPECT_EQ(bad.load(), 0);
+      for (int i = 0; i < kThreads; i++) {
+        uint64_t off = B + i * slice - (i % 2 ? 3 : 0);
+        uint32_t len = slice - (i % 2 ? 0 : 3);
+        memset(ref_.data() + off, (i * 7 + rounds - 1) & 0xff, len);
+      }
+      origin_->latency_us = 0;
+      EXPECT_TRUE(ReadOk(0, 8 * B)) << "a concurrent read-modify-write lost bytes";
+      ASSERT_EQ(engine_->Flush(*origin_), 0);
+      if (mode != "unsafe") {
+        EXPECT_EQ(origin_->Snapshot(), ref_);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ringcache

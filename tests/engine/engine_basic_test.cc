@@ -1,0 +1,544 @@
+// Engine basics: every op in every mode, byte-checked against a reference
+// vector; bounds, flags, FUA and flush semantics per mode; cache-on-read,
+// prefetch, trim, stats and extents.
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/errors.h"
+#include "gtest/gtest.h"
+#include "tests/engine/test_util.h"
+#include "tests/support/memory_backend.h"
+
+namespace ringcache {
+namespace {
+
+using testing_util::FirstDifference;
+using testing_util::OpenEngine;
+using testing_util::RandomBytes;
+using testing_util::TempDir;
+
+class EngineBasic : public ::testing::TestWithParam<std::string> {
+ protected:
+  std::string mode() const { return GetParam(); }
+  bool writeback() const { return mode() == "writeback"; }
+  bool writethrough() const { return mode() == "writethrough"; }
+  bool unsafe() const { return mode() == "unsafe"; }
+
+  // Opens an engine in this mode over a pattern-filled origin of `size` bytes.
+  void Open(uint64_t size, std::vector<std::string> extra = {}) {
+    engine_.reset();
+    origin_ = std::make_unique<MemoryBackend>(size);
+    origin_->FillPattern(1234);
+    initial_ = origin_->Snapshot();
+    ref_ = initial_;
+    extra.push_back("cache=" + mode());
+    bool has_block = false;
+    for (auto& p : extra) has_block |= p.rfind("cache-min-block-size=", 0) == 0;
+    if (!has_block) extra.push_back("cache-min-block-size=4096");
+    auto engine = OpenEngine(extra, *origin_, dir_.path());
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
+    B = engine_->block_size();
+    ASSERT_GE(B, 4096u);
+    ASSERT_EQ(B & (B - 1), 0u);
+    ASSERT_EQ(engine_->size(), size);
+  }
+
+  void Write(uint64_t offset, uint32_t count, uint32_t flags = 0) {
+    std::vector<uint8_t> data = RandomBytes(rng_, count);
+    int r = engine_->Write(*origin_, data.data(), count, offset, flags);
+    ASSERT_EQ(r, 0) << "write " << offset << "+" << count << ": " << LastErrorText();
+    std::copy(data.begin(), data.end(), ref_.begin() + offset);
+  }
+
+  void Zero(uint64_t offset, uint32_t count, uint32_t flags = 0) {
+    int r = engine_->Zero(*origin_, count, offset, flags);
+    ASSERT_EQ(r, 0) << "zero " << offset << "+" << count;
+    std::fill(ref_.begin() + offset, ref_.begin() + offset + count, 0);
+  }
+
+  void CheckRead(uint64_t offset, uint32_t count) {
+    std::vector<uint8_t> buf(count, 0xEE);
+    int r = engine_->Read(*origin_, buf.data(), count, offset);
+    ASSERT_EQ(r, 0) << "read " << offset << "+" << count;
+    int64_t d = FirstDifference(buf.data(), ref_.data() + offset, count);
+    ASSERT_EQ(d, -1) << "read " << offset << "+" << count << " differs at byte " << offset + d;
+  }
+
+  void CheckAll() { CheckRead(0, static_cast<uint32_t>(ref_.size())); }
+
+  // The origin's bytes [offset, offset+count) equal the reference's (or the
+  // initial contents, with `want_initial`).
+  void CheckOrigin(uint64_t offset, uint64_t count, bool want_initial = false) {
+    std::vector<uint8_t> snap = origin_->Snapshot();
+    const std::vector<uint8_t>& want = want_initial ? initial_ : ref_;
+    int64_t d = FirstDifference(snap.data() + offset, want.data() + offset, count);
+    ASSERT_EQ(d, -1) << "origin differs from " << (want_initial ? "initial" : "reference")
+                     << " at byte " << offset + d;
+  }
+  void CheckOriginAll(bool want_initial = false) { CheckOrigin(0, ref_.size(), want_initial); }
+
+  static std::string LastErrorText();
+
+  TempDir dir_;
+  std::unique_ptr<MemoryBackend> origin_;
+  std::unique_ptr<Engine> engine_;
+  std::vector<uint8_t> initial_, ref_;
+  std::mt19937_64 rng_{42};
+  uint32_t B = 0;
+};
+
+std::string EngineBasic::LastErrorText() { return LastError(); }
+
+INSTANTIATE_TEST_SUITE_P(Modes, EngineBasic, ::testing::ValuesIn(testing_util::AllModes()),
+                         [](const auto& info) { return info.param; });
+
+TEST_P(EngineBasic, BlockSizeIsMinBlockSizeOrFilesystemBlock) {
+  ASSERT_NO_FATAL_FAILURE(Open(1 << 20, {"cache-min-block-size=64K"}));
+  EXPECT_EQ(engine_->block_size(), 65536u);
+  EXPECT_EQ(engine_->config().min_block_size, 65536u);
+}
+
+TEST_P(EngineBasic, ReadsOfUntouchedDiskReturnOriginBytes) {
+  ASSERT_NO_FATAL_FAILURE(Open(40 * 4096 + 1234));
+  CheckAll();
+  CheckRead(1, 1);
+  CheckRead(B - 1, 2);
+  CheckRead(3 * B + 17, 5 * B + 100);
+  CheckRead(ref_.size() - 1, 1);
+  CheckAll();  // again, now partly cached in some configurations
+}
+
+TEST_P(EngineBasic, AlignedUnalignedAndSpanningWrites) {
+  ASSERT_NO_FATAL_FAILURE(Open(40 * 4096 + 1234));  // last block is partial
+  const uint64_t size = ref_.size();
+  struct Op {
+    uint64_t offset;
+    uint32_t count;
+  };
+  std::vector<Op> ops = {
+      {0, B},                       // one aligned block
+      {2 * B, 3 * B},               // aligned run
+      {B + 1, 10},                  // inside one block, unaligned both ends
+      {3 * B - 5, 10},              // straddles one boundary
+      {5 * B + 100, 7 * B + 200},   // many blocks, unaligned head and tail
+      {12 * B, B / 2},              // aligned head, unaligned tail
+      {14 * B - B / 2, B / 2},      // unaligned head, aligned tail
+      {size - 1234, 1234},          // exactly the last partial block
+      {size - 1, 1},                // last byte
+      {size - 3 * B - 7, 3 * B + 7},// into the partial block from far behind
+      {0, static_cast<uint32_t>(size)},  // whole disk
+      {B + 3, 1},                   // single byte after a whole-disk write
+  };
+  for (const Op& op : ops) {
+    SCOPED_TRACE(::testing::Message() << "write " << op.offset << "+" << op.count);
+    ASSERT_NO_FATAL_FAILURE(Write(op.offset, op.count));
+    ASSERT_NO_FATAL_FAILURE(CheckRead(op.offset, op.count));
+    uint64_t lo = op.offset >= B ? op.offset - B : 0;
+    uint64_t hi = std::min<uint64_t>(size, op.offset + op.count + B);
+    ASSERT_NO_FATAL_FAILURE(CheckRead(lo, static_cast<uint32_t>(hi - lo)));
+  }
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+  ASSERT_EQ(engine_->Flush(*origin_), 0);
+  if (!unsafe()) {
+    ASSERT_NO_FATAL_FAILURE(CheckOriginAll());
+  }
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+}
+
+TEST_P(EngineBasic, RandomSingleThreadedMixAgainstReference) {
+  ASSERT_NO_FATAL_FAILURE(Open(64 * 4096 + 777, {"cache-on-read=true"}));
+  const uint64_t size = ref_.size();
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 400; i++) {
+    uint64_t off = rng() % size;
+    uint32_t len = 1 + rng() % std::min<uint64_t>(size - off, 6 * B);
+    SCOPED_TRACE(::testing::Message() << "op " << i << " at " << off << "+" << len);
+    switch (rng() % 6) {
+      case 0: case 1: ASSERT_NO_FATAL_FAILURE(Write(off, len, rng() % 4 == 0 ? kFlagFua : 0)); break;
+      case 2: ASSERT_NO_FATAL_FAILURE(Zero(off, len, rng() % 2 ? kFlagMayTrim : 0)); break;
+      case 3: ASSERT_NO_FATAL_FAILURE(CheckRead(off, len)); break;
+      case 4: ASSERT_EQ(engine_->Prefetch(*origin_, len, off), 0); break;
+      case 5: ASSERT_EQ(engine_->Flush(*origin_), 0);
+              if (!unsafe()) {
+                ASSERT_NO_FATAL_FAILURE(CheckOriginAll());
+              }
+              break;
+    }
+  }
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+}
+
+TEST_P(EngineBasic, RequestsPastTheEndAreRefusedAndChangeNothing) {
+  ASSERT_NO_FATAL_FAILURE(Open(10 * 4096 + 100));
+  const uint64_t size = ref_.size();
+  std::vector<uint8_t> buf(3 * B, 0xAB);
+  EXPECT_EQ(engine_->Read(*origin_, buf.data(), 2, size - 1), EINVAL);
+  EXPECT_EQ(engine_->Read(*origin_, buf.data(), 1, size), EINVAL);
+  EXPECT_EQ(engine_->Read(*origin_, buf.data(), B, size + 10 * B), EINVAL);
+  EXPECT_EQ(engine_->Write(*origin_, buf.data(), 2, size - 1, 0), ENOSPC);
+  EXPECT_EQ(engine_->Write(*origin_, buf.data(), 1, size, 0), ENOSPC);
+  EXPECT_EQ(engine_->Write(*origin_, buf.data(), 3 * B, size - B, 0), ENOSPC);
+  EXPECT_EQ(engine_->Zero(*origin_, 2, size - 1, 0), ENOSPC);
+  EXPECT_EQ(engine_->Zero(*origin_, B, size, kFlagMayTrim), ENOSPC);
+  EXPECT_NE(engine_->Prefetch(*origin_, 2, size - 1), 0);
+  EXPECT_NE(engine_->Trim(*origin_, 2, size - 1, 0), 0);
+  // Offsets whose end overflows 64 bits.
+  const uint64_t huge = UINT64_MAX - 10;
+  EXPECT_EQ(engine_->Read(*origin_, buf.data(), 100, huge), EINVAL);
+  EXPECT_EQ(engine_->Write(*origin_, buf.data(), 100, huge, 0), ENOSPC);
+  EXPECT_EQ(engine_->Zero(*origin_, 100, huge, 0), ENOSPC);
+  EXPECT_NE(engine_->Prefetch(*origin_, 100, huge), 0);
+  EXPECT_NE(engine_->Trim(*origin_, 100, huge, 0), 0);
+  // Nothing moved: cache and origin still hold the initial bytes.
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+  ASSERT_EQ(engine_->Flush(*origin_), 0);
+  ASSERT_NO_FATAL_FAILURE(CheckOriginAll(/*want_initial=*/true));
+  // Up to the end exactly is fine, and so is a zero-length request at the end.
+  ASSERT_NO_FATAL_FAILURE(Write(size - 100, 100));
+  ASSERT_NO_FATAL_FAILURE(CheckRead(size - 100, 100));
+  EXPECT_EQ(engine_->Read(*origin_, buf.data(), 0, size), 0);
+  EXPECT_EQ(engine_->Write(*origin_, buf.data(), 0, size, 0), 0);
+  EXPECT_EQ(engine_->Zero(*origin_, 0, size, 0), 0);
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+}
+
+TEST_P(EngineBasic, ZeroWithAndWithoutMayTrimFastZeroRefused) {
+  ASSERT_NO_FATAL_FAILURE(Open(20 * 4096 + 999));
+  const uint64_t size = ref_.size();
+  ASSERT_NO_FATAL_FAILURE(Write(0, static_cast<uint32_t>(size)));
+  ASSERT_NO_FATAL_FAILURE(Zero(B / 2, 3 * B));                  // unaligned both ends
+  ASSERT_NO_FATAL_FAILURE(Zero(5 * B, 4 * B, kFlagMayTrim));     // aligned, may trim
+  ASSERT_NO_FATAL_FAILURE(Zero(10 * B + 1, 1, kFlagMayTrim));    // one byte
+  ASSERT_NO_FATAL_FAILURE(Zero(size - 999, 999));                // last partial block
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+  // Fast zero is refused with ENOTSUP, as nbdkit's cache filter does, and
+  // leaves the data alone.
+  EXPECT_EQ(engine_->Zero(*origin_, B, 12 * B, kFlagFastZero), ENOTSUP);
+  EXPECT_EQ(engine_->Zero(*origin_, B, 12 * B, kFlagFastZero | kFlagMayTrim), ENOTSUP);
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+  ASSERT_EQ(engine_->Flush(*origin_), 0);
+  if (!unsafe()) {
+    ASSERT_NO_FATAL_FAILURE(CheckOriginAll());
+  }
+}
+
+TEST_P(EngineBasic, ZeroWorksWhenOriginCannotZero) {
+  ASSERT_NO_FATAL_FAILURE(Open(8 * 4096));
+  origin_->can_zero = false;
+  ASSERT_NO_FATAL_FAILURE(Zero(100, 3 * B));
+  ASSERT_NO_FATAL_FAILURE(Zero(4 * B, 2 * B, kFlagMayTrim));
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+  ASSERT_EQ(engine_->Flush(*origin_), 0);
+  if (!unsafe()) {
+    ASSERT_NO_FATAL_FAILURE(CheckOriginAll());
+  }
+  EXPECT_EQ(origin_->zeroes.load(), 0u) << "Zero called on an origin that cannot zero";
+}
+
+TEST_P(EngineBasic, UnknownFlagsAreRefused) {
+  ASSERT_NO_FATAL_FAILURE(Open(8 * 4096));
+  std::vector<uint8_t> buf(B, 1);
+  const uint32_t bogus = 1u << 7;
+  int r = engine_->Write(*origin_, buf.data(), B, 0, bogus);
+  EXPECT_TRUE(r == EINVAL || r == ENOTSUP) << r;
+  r = engine_->Zero(*origin_, B, 0, bogus);
+  EXPECT_TRUE(r == EINVAL || r == ENOTSUP) << r;
+  r = engine_->Write(*origin_, buf.data(), B, 0, kFlagFastZero);
+  EXPECT_TRUE(r == EINVAL || r == ENOTSUP) << "fast-zero on a write: " << r;
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+}
+
+// The origin before and after flush, per mode.
+TEST_P(EngineBasic, FlushSemanticsPerMode) {
+  ASSERT_NO_FATAL_FAILURE(Open(16 * 4096 + 10));
+  ASSERT_NO_FATAL_FAILURE(Write(B + 7, 3 * B));
+  ASSERT_NO_FATAL_FAILURE(Zero(6 * B, 2 * B));
+  ASSERT_NO_FATAL_FAILURE(Write(0, B));
+  if (writethrough()) {
+    ASSERT_NO_FATAL_FAILURE(CheckOriginAll());
+  } else {
+    ASSERT_NO_FATAL_FAILURE(CheckOriginAll(/*want_initial=*/true));
+  }
+  uint64_t flushes_before = origin_->flushes.load();
+  ASSERT_EQ(engine_->Flush(*origin_), 0);
+  if (unsafe()) {
+    ASSERT_NO_FATAL_FAILURE(CheckOriginAll(/*want_initial=*/true));
+    EXPECT_EQ(origin_->flushes.load(), flushes_before) << "unsafe flush reached the origin";
+  } else {
+    ASSERT_NO_FATAL_FAILURE(CheckOriginAll());
+    EXPECT_GT(origin_->flushes.load(), flushes_before) << "origin was not flushed";
+  }
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+  // A second flush with nothing dirty writes nothing more.
+  uint64_t writes_before = origin_->writes.load();
+  ASSERT_EQ(engine_->Flush(*origin_), 0);
+  EXPECT_EQ(origin_->writes.load(), writes_before);
+}
+
+TEST_P(EngineBasic, FlushWithOriginThatCannotFlush) {
+  ASSERT_NO_FATAL_FAILURE(Open(8 * 4096));
+  origin_->can_flush = false;
+  ASSERT_NO_FATAL_FAILURE(Write(10, 2 * B));
+  ASSERT_EQ(engine_->Flush(*origin_), 0);
+  if (!unsafe()) {
+    ASSERT_NO_FATAL_FAILURE(CheckOriginAll());
+  }
+  EXPECT_EQ(origin_->flushes.load(), 0u);
+}
+
+// FUA as nbdkit's cache filter: writeback+FUA and writethrough reach the
+// origin before returning (with a flush when the origin only emulates FUA);
+// unsafe drops FUA, leaving the origin untouched.
+TEST_P(EngineBasic, FuaSemanticsPerMode) {
+  for (FuaSupport fua : {FuaSupport::kNative, FuaSupport::kEmulate}) {
+    SCOPED_TRACE(fua == FuaSupport::kNative ? "origin FUA native" : "origin FUA emulated");
+    ASSERT_NO_FATAL_FAILURE(Open(16 * 4096 + 10));
+    origin_->fua = fua;
+    uint64_t flushes0 = origin_->flushes.load();
+    ASSERT_NO_FATAL_FAILURE(Write(B + 7, 3 * B, kFlagFua));
+    if (unsafe()) {
+      ASSERT_NO_FATAL_FAILURE(CheckOriginAll(/*want_initial=*/true));
+      EXPECT_EQ(origin_->flushes.load(), flushes0);
+    } else {
+      ASSERT_NO_FATAL_FAILURE(CheckOrigin(B + 7, 3 * B));
+      if (fua == FuaSupport::kEmulate) {
+        EXPECT_GT(origin_->flushes.load(), flushes0);
+      }
+    }
+    uint64_t flushes1 = origin_->flushes.load();
+    ASSERT_NO_FATAL_FAILURE(Zero(8 * B - 3, 2 * B, kFlagFua));
+    if (unsafe()) {
+      ASSERT_NO_FATAL_FAILURE(CheckOriginAll(/*want_initial=*/true));
+      EXPECT_EQ(origin_->flushes.load(), flushes1);
+    } else {
+      ASSERT_NO_FATAL_FAILURE(CheckOrigin(8 * B - 3, 2 * B));
+      if (fua == FuaSupport::kEmulate) {
+        EXPECT_GT(origin_->flushes.load(), flushes1);
+      }
+    }
+    ASSERT_NO_FATAL_FAILURE(CheckAll());
+  }
+}
+
+// Writeback without FUA keeps the origin untouched until flush (but for what
+// reclaim writes back, and there is no max size here).
+TEST_P(EngineBasic, WritebackLeavesOriginUntouchedUntilFlush) {
+  if (!writeback()) GTEST_SKIP() << "writeback only";
+  ASSERT_NO_FATAL_FAILURE(Open(32 * 4096));
+  for (int i = 0; i < 20; i++) ASSERT_NO_FATAL_FAILURE(Write(i * 1000 + 13, 3000 + i * 97));
+  ASSERT_NO_FATAL_FAILURE(CheckOriginAll(/*want_initial=*/true));
+  EXPECT_EQ(origin_->writes.load(), 0u);
+  ASSERT_EQ(engine_->Flush(*origin_), 0);
+  ASSERT_NO_FATAL_FAILURE(CheckOriginAll());
+}
+
+TEST_P(EngineBasic, WritethroughOriginAlwaysEqual) {
+  if (!writethrough()) GTEST_SKIP() << "writethrough only";
+  ASSERT_NO_FATAL_FAILURE(Open(32 * 4096 + 5));
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 50; i++) {
+    uint64_t off = rng() % ref_.size();
+    uint32_t len = 1 + rng() % std::min<uint64_t>(ref_.size() - off, 3 * B);
+    if (i % 3 == 2) {
+      ASSERT_NO_FATAL_FAILURE(Zero(off, len));
+    } else {
+      ASSERT_NO_FATAL_FAILURE(Write(off, len));
+    }
+    ASSERT_NO_FATAL_FAILURE(CheckOriginAll());
+  }
+  EXPECT_EQ(engine_->GetStats().blocks_dirty, 0u);
+}
+
+TEST_P(EngineBasic, CacheOnReadFalseDoesNotCacheReads) {
+  ASSERT_NO_FATAL_FAILURE(Open(16 * 4096, {"cache-on-read=false"}));
+  ASSERT_NO_FATAL_FAILURE(CheckRead(2 * B, B));
+  ASSERT_NO_FATAL_FAILURE(CheckRead(2 * B, B));
+  Stats s = engine_->GetStats();
+  EXPECT_EQ(s.hits, 0u);
+  EXPECT_EQ(s.misses, 2u);
+  EXPECT_EQ(s.bytes_from_cache, 0u);
+  EXPECT_EQ(s.bytes_from_origin, 2u * B);
+  EXPECT_EQ(origin_->reads.load(), 2u);
+  EXPECT_EQ(s.blocks_cached, 0u);
+}
+
+TEST_P(EngineBasic, CacheOnReadTrueCachesReads) {
+  ASSERT_NO_FATAL_FAILURE(Open(16 * 4096, {"cache-on-read=true"}));
+  ASSERT_NO_FATAL_FAILURE(CheckRead(2 * B, B));
+  uint64_t origin_reads = origin_->reads.load();
+  EXPECT_GE(origin_reads, 1u);
+  ASSERT_NO_FATAL_FAILURE(CheckRead(2 * B, B));
+  ASSERT_NO_FATAL_FAILURE(CheckRead(2 * B + 10, 100));
+  Stats s = engine_->GetStats();
+  EXPECT_EQ(origin_->reads.load(), origin_reads) << "second read went to the origin";
+  EXPECT_EQ(s.misses, 1u);
+  EXPECT_EQ(s.hits, 2u);
+  EXPECT_EQ(s.bytes_from_cache, uint64_t{B} + 100);
+  EXPECT_EQ(s.blocks_cached, 1u);
+  EXPECT_EQ(s.blocks_dirty, 0u);
+}
+
+TEST_P(EngineBasic, CacheOnReadPathFollowsTheFile) {
+  std::string flag = dir_.path() + "/cache-on";
+  ASSERT_NO_FATAL_FAILURE(Open(16 * 4096, {"cache-on-read=" + flag}));
+  // File absent: reads are not cached.
+  ASSERT_NO_FATAL_FAILURE(CheckRead(0, B));
+  ASSERT_NO_FATAL_FAILURE(CheckRead(0, B));
+  EXPECT_EQ(engine_->GetStats().hits, 0u);
+  EXPECT_EQ(origin_->reads.load(), 2u);
+  // File present: the next miss populates the cache.
+  int fd = open(flag.c_str(), O_CREAT | O_WRONLY, 0600);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  ASSERT_NO_FATAL_FAILURE(CheckRead(4 * B, B));
+  ASSERT_NO_FATAL_FAILURE(CheckRead(4 * B, B));
+  EXPECT_EQ(origin_->reads.load(), 3u);
+  EXPECT_EQ(engine_->GetStats().hits, 1u);
+  // File removed: new misses are not cached; what is cached still hits.
+  ASSERT_EQ(unlink(flag.c_str()), 0);
+  ASSERT_NO_FATAL_FAILURE(CheckRead(8 * B, B));
+  ASSERT_NO_FATAL_FAILURE(CheckRead(8 * B, B));
+  EXPECT_EQ(origin_->reads.load(), 5u);
+  ASSERT_NO_FATAL_FAILURE(CheckRead(4 * B, B));
+  EXPECT_EQ(origin_->reads.load(), 5u);
+  EXPECT_EQ(engine_->GetStats().hits, 2u);
+}
+
+TEST_P(EngineBasic, PrefetchThenReadsHit) {
+  ASSERT_NO_FATAL_FAILURE(Open(16 * 4096 + 300, {"cache-on-read=false"}));
+  ASSERT_EQ(engine_->Prefetch(*origin_, 3 * B, B + 100), 0);  // touches blocks 1..4
+  uint64_t origin_reads = origin_->reads.load();
+  EXPECT_GE(origin_reads, 1u);
+  Stats s0 = engine_->GetStats();
+  EXPECT_EQ(s0.blocks_cached, 4u);
+  ASSERT_NO_FATAL_FAILURE(CheckRead(B, 4 * B));
+  ASSERT_NO_FATAL_FAILURE(CheckRead(B + 1, 10));
+  Stats s1 = engine_->GetStats();
+  EXPECT_EQ(origin_->reads.load(), origin_reads) << "prefetched blocks were read from the origin";
+  EXPECT_EQ(s1.hits - s0.hits, 5u);
+  EXPECT_EQ(s1.misses, s0.misses);
+  EXPECT_EQ(s1.bytes_from_cache - s0.bytes_from_cache, 4u * B + 10);
+  // The last partial block can be prefetched too.
+  ASSERT_EQ(engine_->Prefetch(*origin_, 300, 16 * B), 0);
+  ASSERT_NO_FATAL_FAILURE(CheckRead(16 * B, 300));
+  EXPECT_EQ(origin_->reads.load(), origin_reads + 1);
+  // Prefetch over dirty data keeps the dirty data.
+  ASSERT_NO_FATAL_FAILURE(Write(10 * B + 5, 2 * B));
+  ASSERT_EQ(engine_->Prefetch(*origin_, 4 * B, 9 * B), 0);
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+}
+
+TEST_P(EngineBasic, TrimDropsWholeBlocksAndLeavesTheRestAlone) {
+  ASSERT_NO_FATAL_FAILURE(Open(16 * 4096, {"cache-on-read=true"}));
+  ASSERT_NO_FATAL_FAILURE(Write(0, 16 * B));
+  ASSERT_EQ(engine_->Flush(*origin_), 0);
+  ASSERT_NO_FATAL_FAILURE(Write(0, 16 * B));  // dirty again in writeback/unsafe
+  uint64_t cached_before = engine_->GetStats().blocks_cached;
+  EXPECT_EQ(cached_before, 16u);
+  const uint64_t off = 2 * B + 100, len = 5 * B;  // blocks 3..6 wholly covered
+  ASSERT_EQ(engine_->Trim(*origin_, len, off, 0), 0);
+  EXPECT_EQ(engine_->GetStats().blocks_cached, cached_before - 4);
+  EXPECT_GE(origin_->trims.load(), 1u);
+  // Bytes outside the trimmed range are intact.
+  ASSERT_NO_FATAL_FAILURE(CheckRead(0, off));
+  ASSERT_NO_FATAL_FAILURE(CheckRead(off + len, static_cast<uint32_t>(ref_.size() - off - len)));
+  // The trimmed range reads successfully and can be rewritten.
+  std::vector<uint8_t> buf(len);
+  ASSERT_EQ(engine_->Read(*origin_, buf.data(), len, off), 0);
+  ASSERT_NO_FATAL_FAILURE(Write(off, len));
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+  ASSERT_EQ(engine_->Flush(*origin_), 0);
+  if (!unsafe()) {
+    ASSERT_NO_FATAL_FAILURE(CheckOriginAll());
+  }
+}
+
+TEST_P(EngineBasic, StatsCountBlocksDirtyAndWritebacks) {
+  ASSERT_NO_FATAL_FAILURE(Open(16 * 4096));
+  ASSERT_NO_FATAL_FAILURE(Write(0, 3 * B));  // 3 full blocks, no RMW
+  Stats s = engine_->GetStats();
+  EXPECT_EQ(s.blocks_cached, 3u);
+  EXPECT_EQ(s.blocks_dirty, writethrough() ? 0u : 3u);
+  EXPECT_EQ(s.bytes_from_origin, 0u) << "full-block writes need no origin read";
+  EXPECT_EQ(s.cache_bytes, 3u * B);
+  ASSERT_NO_FATAL_FAILURE(Write(5 * B + 1, 10));  // RMW of block 5
+  s = engine_->GetStats();
+  // writethrough may send a partial write of an uncached block straight to
+  // the origin, caching nothing; the other modes must cache it, dirty.
+  const uint64_t cached = s.blocks_cached;
+  if (writethrough()) {
+    EXPECT_TRUE(cached == 3 || cached == 4) << cached;
+    EXPECT_EQ(s.bytes_from_origin, cached == 4 ? B : 0u);
+  } else {
+    EXPECT_EQ(cached, 4u);
+    EXPECT_EQ(s.bytes_from_origin, B);
+  }
+  ASSERT_EQ(engine_->Flush(*origin_), 0);
+  s = engine_->GetStats();
+  if (writeback()) {
+    EXPECT_EQ(s.blocks_dirty, 0u);
+    EXPECT_EQ(s.writebacks, 4u);
+    EXPECT_GE(s.origin_writes, 1u);
+  } else if (unsafe()) {
+    EXPECT_EQ(s.blocks_dirty, 4u);
+    EXPECT_EQ(s.writebacks, 0u);
+  } else {
+    EXPECT_EQ(s.blocks_dirty, 0u);
+  }
+  EXPECT_EQ(s.blocks_cached, cached);
+  EXPECT_EQ(s.evictions, 0u);
+  EXPECT_EQ(s.cache_errors, 0u);
+}
+
+// Kind of each byte in [offset, offset+count) as ForEachExtent reports it;
+// fails if runs are not contiguous or do not cover the range.
+std::vector<ExtentKind> ExtentKinds(Engine& engine, uint64_t offset, uint64_t count) {
+  std::vector<ExtentKind> kinds;
+  uint64_t next = offset;
+  engine.ForEachExtent(offset, count, [&](uint64_t off, uint64_t len, ExtentKind kind) {
+    EXPECT_EQ(off, next) << "extents not contiguous";
+    EXPECT_GT(len, 0u);
+    next = off + len;
+    for (uint64_t i = 0; i < len && kinds.size() < count; i++) kinds.push_back(kind);
+  });
+  EXPECT_EQ(next, offset + count) << "extents do not cover the range";
+  kinds.resize(count, ExtentKind::kOrigin);
+  return kinds;
+}
+
+TEST_P(EngineBasic, ExtentsReportUnflushedDataAndZeroes) {
+  ASSERT_NO_FATAL_FAILURE(Open(10 * 4096 + 50));
+  ASSERT_NO_FATAL_FAILURE(Write(B, B));       // block 1: data
+  ASSERT_NO_FATAL_FAILURE(Zero(3 * B, 2 * B)); // blocks 3-4: zero
+  const uint64_t size = ref_.size();
+  std::vector<ExtentKind> kinds = ExtentKinds(*engine_, 0, size);
+  auto kind_at = [&](uint64_t byte) { return kinds[byte]; };
+  EXPECT_EQ(kind_at(0), ExtentKind::kOrigin);
+  EXPECT_EQ(kind_at(2 * B), ExtentKind::kOrigin);
+  EXPECT_EQ(kind_at(6 * B), ExtentKind::kOrigin);
+  EXPECT_EQ(kind_at(size - 1), ExtentKind::kOrigin);
+  for (uint64_t b : {3 * B, 4 * B, 5 * B - 1}) EXPECT_EQ(kind_at(b), ExtentKind::kZero) << b;
+  if (!writethrough()) {
+    EXPECT_EQ(kind_at(B), ExtentKind::kData);
+    EXPECT_EQ(kind_at(2 * B - 1), ExtentKind::kData);
+  }
+  // A sub-range starting and ending mid-block.
+  std::vector<ExtentKind> sub = ExtentKinds(*engine_, B + 10, 3 * B);
+  if (!writethrough()) {
+    EXPECT_EQ(sub[0], ExtentKind::kData);
+  }
+  EXPECT_EQ(sub[B - 10], ExtentKind::kOrigin);
+  EXPECT_EQ(sub[2 * B - 10], ExtentKind::kZero);
+}
+
+}  // namespace
+}  // namespace ringcache
