@@ -33,7 +33,7 @@ PY
   timeout 60 qemu-img convert -f raw -O raw "$(uri "$name")" "$WORK/$name.qemu"
 }
 
-run_case ringcache --filter="$FILTER" cache-dir="$WORK"
+TMPDIR="$WORK" run_case ringcache --filter="$FILTER"
 EXPECTED="$WORK/ringcache.expected" nbdsh_on ringcache <<'PY'
 import os
 M = 1 << 20

@@ -95,15 +95,19 @@ _wait_ready() {
 start_nbdkit() {
   local name="$1"; shift
   _NBDKIT_NAMES+=("$name")
+  rm -f "$WORK/$name.sock" "$WORK/$name.pid"
   RINGCACHE_STATS_FILE="$WORK/$name.stats" \
     nbdkit -f -U "$WORK/$name.sock" -P "$WORK/$name.pid" "$@" \
     >"$WORK/$name.log" 2>&1 &
-  _wait_ready "$name" $!
+  local starter=$!
+  disown "$starter"   # no "Killed" job notices from bash at cleanup
+  _wait_ready "$name" "$starter"
 }
 
 start_nbdkit_daemon() {
   local name="$1"; shift
   _NBDKIT_NAMES+=("$name")
+  rm -f "$WORK/$name.sock" "$WORK/$name.pid"
   RINGCACHE_STATS_FILE="$WORK/$name.stats" \
     nbdkit -U "$WORK/$name.sock" -P "$WORK/$name.pid" "$@" \
     >"$WORK/$name.log" 2>&1 &

@@ -60,8 +60,10 @@ else:
 on(rfail)
 expect_error(errno.EIO, h.pread, 65536, 5 * M)
 assert h.pread(M, M) == d1, "cached data unreadable while the origin fails reads"
-# An unaligned write needs the rest of its block from the origin.
-expect_error(errno.EIO, h.pwrite, b"z" * 100, 6 * M + 10)
+# writeback: an unaligned write needs the rest of its block from the origin.
+# (writethrough may send it to the origin as it is.)
+if mode == "writeback":
+    expect_error(errno.EIO, h.pwrite, b"z" * 100, 6 * M + 10)
 off(rfail)
 assert h.pread(65536, 5 * M) == model[5 * M:5 * M + 65536]
 h.pwrite(b"z" * 100, 6 * M + 10)
