@@ -9,28 +9,6 @@ source "$(dirname "$0")/lib.sh"
 
 max=$((4 * 1024 * 1024))
 
-echo "== reclaim holds usage between the thresholds"
-make_random "$WORK/thr.img" $((16 * 1024 * 1024)) 10
-start_nbdkit thr --filter="$FILTER" file "$WORK/thr.img" cache-max-size="$max" \
-  cache-high-threshold=90 cache-low-threshold=60 cache-on-read=true cache-dir="$WORK"
-STATS="$WORK/thr.stats" nbdsh_on thr <<'PY'
-import os
-def stats():
-    h.flush()
-    with open(os.environ["STATS"]) as f:
-        return {k: int(v) for k, v in (l.strip().split("=") for l in f if "=" in l)}
-# 4M cache of 64K blocks: 64 blocks; reclaim starts above 57 (90%) and
-# stops at 38 (60%). Fill it in 512K reads and watch blocks_cached.
-for i in range(1, 17):
-    h.pread(512 << 10, (i - 1) * (512 << 10))
-    cached = stats()["blocks_cached"]
-    assert cached <= 57, "after %dK read: %d blocks cached > high threshold" % (i * 512, cached)
-    if i * 8 >= 38:
-        assert cached >= 38 - 8, "after %dK read: %d blocks cached, reclaim went far below the low threshold (38)" % (i * 512, cached)
-print("thresholds ok:", stats())
-PY
-stop_nbdkit thr
-
 for mode in writeback writethrough; do
   name="max-$mode"
   mkdir -p "$WORK/$name.cache"
@@ -107,4 +85,25 @@ used=$(( $(stat -L -c '%b * %B' "$fd") ))
 echo "port: cache file uses $used bytes"
 stop_nbdkit port
 [[ -z "$(ls -A "$WORK/port/cache")" ]] || fail "files left in the cache dir: $(ls -A "$WORK/port/cache")"
+echo "== reclaim holds usage between the thresholds"
+make_random "$WORK/thr.img" $((16 * 1024 * 1024)) 10
+start_nbdkit thr --filter="$FILTER" file "$WORK/thr.img" cache-max-size="$max" \
+  cache-high-threshold=90 cache-low-threshold=60 cache-on-read=true cache-dir="$WORK"
+STATS="$WORK/thr.stats" nbdsh_on thr <<'PY'
+import os
+def stats():
+    h.flush()
+    with open(os.environ["STATS"]) as f:
+        return {k: int(v) for k, v in (l.strip().split("=") for l in f if "=" in l)}
+# 4M cache of 64K blocks: 64 blocks; reclaim starts above 57 (90%) and
+# stops at 38 (60%). Fill it in 512K reads and watch blocks_cached.
+for i in range(1, 17):
+    h.pread(512 << 10, (i - 1) * (512 << 10))
+    cached = stats()["blocks_cached"]
+    assert cached <= 57, "after %dK read: %d blocks cached > high threshold" % (i * 512, cached)
+    if i * 8 >= 38:
+        assert cached >= 38 - 8, "after %dK read: %d blocks cached, reclaim went far below the low threshold (38)" % (i * 512, cached)
+print("thresholds ok:", stats())
+PY
+stop_nbdkit thr
 echo PASS
