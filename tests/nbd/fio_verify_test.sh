@@ -9,10 +9,11 @@ source "$(dirname "$0")/lib.sh"
 M=$((1024 * 1024))
 truncate -s $((32 * M)) "$WORK/fio.img"
 job() {  # extra fio args...
-  timeout 120 fio --name=rc --ioengine=nbd --uri="$(uri fio)" \
+  # fio may leave verify state files in its working directory: use $WORK.
+  (cd "$WORK" && timeout 120 fio --name=rc --ioengine=nbd --uri="$(uri fio)" \
     --rw=randwrite --bsrange=4k-128k --iodepth=8 --numjobs=4 --size=8M \
     --offset_increment=8M --verify=crc32c --verify_fatal=1 --randrepeat=1 \
-    --group_reporting --verify_state_save=0 --output="$WORK/fio.out" "$@" ||
+    --group_reporting --verify_state_save=0 --output="$WORK/fio.out" "$@") ||
     { cat "$WORK/fio.out" >&2; fail "fio $*"; }
 }
 
