@@ -20,9 +20,10 @@ absl::StatusOr<std::unique_ptr<CacheStore>> CacheStore::Open(const std::string& 
   struct stat st;
   if (stat(dir.c_str(), &st) == -1)
     return absl::NotFoundError(
-        absl::StrFormat("cache directory %s: %s", dir, strerror(errno)));
+        absl::StrFormat("cache directory (cache-dir, else $TMPDIR, else /var/tmp) %s: %s", dir,
+                        strerror(errno)));
   if (!S_ISDIR(st.st_mode))
-    return absl::InvalidArgumentError(absl::StrFormat("cache directory %s: not a directory", dir));
+    return absl::InvalidArgumentError(absl::StrFormat("cache directory (cache-dir, else $TMPDIR, else /var/tmp) %s: not a directory", dir));
 
   int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (direct_io ? O_DIRECT : 0);
   int fd = open(dir.c_str(), flags | O_TMPFILE | O_EXCL, 0600);

@@ -70,9 +70,8 @@ EngineImpl::EngineImpl(const Config& config, std::unique_ptr<CacheStore> store)
   zero_block_ = AllocAligned(bs_);
   memset(zero_block_, 0, bs_);
   if (config_.max_size != -1) {
-    max_blocks_ = std::max<uint64_t>(1, static_cast<uint64_t>(config_.max_size) / bs_);
-    high_blocks_ = std::max<uint64_t>(1, max_blocks_ * config_.high_threshold / 100);
-    low_blocks_ = max_blocks_ * config_.low_threshold / 100;
+    SetLimits(static_cast<uint64_t>(config_.max_size) / bs_, config_.high_threshold,
+              config_.low_threshold);
   }
   const uint32_t bs = bs_;
   const bool direct = store_->direct_io();
@@ -209,6 +208,7 @@ void EngineImpl::ApplyResults(Ring* ring, std::vector<BlockPlan>& plans) {
     if (res == 0) continue;
     uint64_t first = tag & 0xffffffffu, count = tag >> 32;
     for (uint64_t k = first; k < first + count && k < plans.size(); k++) plans[k].err = -res;
+    if (res == -ENOSPC || res == -EDQUOT) OnCacheFull();
     Counters().cache_errors.fetch_add(count, std::memory_order_relaxed);
   }
 }
@@ -260,10 +260,24 @@ int EngineImpl::OriginZero(Backend& origin, uint32_t count, uint64_t offset, boo
   return 0;
 }
 
+void EngineImpl::SetLimits(uint64_t max_blocks, unsigned high_pct, unsigned low_pct) {
+  max_blocks = std::max<uint64_t>(1, max_blocks);
+  high_blocks_.store(std::max<uint64_t>(1, max_blocks * high_pct / 100));
+  low_blocks_.store(max_blocks * low_pct / 100);
+  max_blocks_.store(max_blocks);
+}
+
+void EngineImpl::OnCacheFull() {
+  uint64_t used = static_cast<uint64_t>(std::max<int64_t>(1, used_blocks_.load()));
+  uint64_t cur = max_blocks_.load();
+  if (cur != 0 && cur <= used) return;  // already limited at or below this
+  SetLimits(used, config_.high_threshold, config_.low_threshold);
+}
+
 bool EngineImpl::Reserve() {
   if (!capped()) return true;
   int64_t now = used_blocks_.fetch_add(1, std::memory_order_relaxed) + 1;
-  if (now > static_cast<int64_t>(max_blocks_)) {
+  if (now > static_cast<int64_t>(max_blocks_.load(std::memory_order_relaxed))) {
     used_blocks_.fetch_sub(1, std::memory_order_relaxed);
     return false;
   }

@@ -118,7 +118,11 @@ class EngineImpl {
   int OriginReadRuns(Backend& origin, std::vector<BlockPlan>& plans, Act act);
 
   // Cache space (only with cache-max-size).
-  bool capped() const { return max_blocks_ != 0; }
+  bool capped() const { return max_blocks_.load(std::memory_order_relaxed) != 0; }
+  void SetLimits(uint64_t max_blocks, unsigned high_pct, unsigned low_pct);
+  // The cache filesystem is full: from now on keep the cache below what it
+  // holds now (reclaim clean blocks, serve the rest without caching).
+  void OnCacheFull();
   bool Reserve();
   void Unreserve() { used_blocks_.fetch_sub(1, std::memory_order_relaxed); }
   void AccountDelta(int delta) { if (delta) used_blocks_.fetch_add(delta, std::memory_order_relaxed); }
@@ -136,7 +140,9 @@ class EngineImpl {
   CounterSlot counters_[16];
   uint8_t* zero_block_ = nullptr;  // bs_ zero bytes, aligned
 
-  uint64_t max_blocks_ = 0, high_blocks_ = 0, low_blocks_ = 0;
+  // Space limits in blocks (0: unlimited): from cache-max-size, or learnt
+  // when the cache filesystem fills up.
+  std::atomic<uint64_t> max_blocks_{0}, high_blocks_{0}, low_blocks_{0};
   std::atomic<int64_t> used_blocks_{0};     // data blocks + reservations
   std::atomic<bool> reclaiming_{false};
   std::atomic<uint64_t> clock_hand_{0};

@@ -15,7 +15,7 @@ constexpr uint64_t kBatch = 64;
 }
 
 void EngineImpl::MaybeReclaim(Backend& origin) {
-  if (used_blocks_.load(std::memory_order_relaxed) <= static_cast<int64_t>(high_blocks_)) return;
+  if (used_blocks_.load(std::memory_order_relaxed) <= static_cast<int64_t>(high_blocks_.load(std::memory_order_relaxed))) return;
   if (reclaiming_.exchange(true)) return;
   Reclaim(origin);
   reclaiming_.store(false);
@@ -41,11 +41,18 @@ void EngineImpl::Reclaim(Backend& origin) {
       evict.push_back(b);
   };
 
-  while (used_blocks_.load(std::memory_order_relaxed) > static_cast<int64_t>(low_blocks_) && budget > 0) {
+  while (used_blocks_.load(std::memory_order_relaxed) > static_cast<int64_t>(low_blocks_.load(std::memory_order_relaxed)) && budget > 0) {
     uint64_t start = clock_hand_.fetch_add(kBatch) % nblocks;
     evict.clear();
     dirty.clear();
+    const int64_t excess = used_blocks_.load(std::memory_order_relaxed) -
+                           static_cast<int64_t>(low_blocks_.load(std::memory_order_relaxed));
     for (uint64_t i = 0; i < kBatch && budget > 0; i++, budget--) {
+      // Stop choosing victims once enough are chosen to reach the low mark.
+      if (static_cast<int64_t>(evict.size() + dirty.size()) >= excess) {
+        clock_hand_.fetch_sub(kBatch - i);  // the hand resumes here next time
+        break;
+      }
       uint64_t b = (start + i) % nblocks;
       Shard& s = map_.ShardOf(b);
       const uint64_t idx = map_.IndexOf(b);

@@ -74,7 +74,10 @@ void Ring::FailUnreported(int err) {
 }
 
 void Ring::StartBatchIfNeeded() {
-  if (pending_.empty()) done_.clear();
+  if (!batch_open_) {
+    done_.clear();
+    batch_open_ = true;
+  }
 }
 
 io_uring_sqe* Ring::NextSqe() {
@@ -128,6 +131,8 @@ void Ring::PunchHole(uint64_t offset, uint64_t len, uint64_t tag) {
 void Ring::Submit() { io_uring_submit(&ring_); }
 
 const std::vector<std::pair<uint64_t, int>>& Ring::WaitAll() {
+  if (!batch_open_) done_.clear();  // nothing queued since the last WaitAll
+  batch_open_ = false;
   while (in_flight_ > 0) {
     // One syscall submits and waits; then take whatever else is ready.
     int r = io_uring_submit_and_wait(&ring_, 1);
@@ -141,7 +146,7 @@ const std::vector<std::pair<uint64_t, int>>& Ring::WaitAll() {
   pending_.clear();
   tags_.clear();
   reported_.clear();
-  return done_;  // cleared when the next batch starts
+  return done_;  // valid until the next op is queued
 }
 
 }  // namespace ringcache

@@ -53,7 +53,8 @@ class Ring {
   io_uring ring_{};
   bool initialised_ = false;
   unsigned entries_ = 0;
-  unsigned in_flight_ = 0;   // submitted or queued, not yet reaped
+  unsigned in_flight_ = 0;
+  bool batch_open_ = false;  // ops queued since the last WaitAll   // submitted or queued, not yet reaped
   std::vector<Pending> pending_;   // indexed by slot
   std::vector<uint64_t> tags_;
   std::vector<uint8_t> reported_;

@@ -239,8 +239,30 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
             p.new_state = 0;
           }
         } else {
-          p.new_state = old;
-          if (!err) err = Fail(EIO, "ringcache: cache file write of dirty block %d failed", p.block);
+          // A partial write to a dirty block: the rest of the block is only in
+          // the cache file. Read it back, merge, and send the whole block to
+          // the origin, so nothing is lost and the block needs no cache space.
+          p.bounce = ctx->buffers.Get();
+          uint32_t n = p.len;
+          if (store_->direct_io())
+            n = (n + CacheStore::kDirectAlign - 1) / CacheStore::kDirectAlign * CacheStore::kDirectAlign;
+          ring->Read(p.bounce, n, p.block * bs_, 0);
+          int res = 0;
+          for (const auto& r : ring->WaitAll())
+            if (r.second) res = r.second;
+          int e = res ? EIO : 0;
+          if (!e) {
+            merge(p);
+            e = origin.Pwrite(p.bounce, p.len, p.block * bs_, false);
+          }
+          if (e) {
+            p.new_state = old;
+            if (!err)
+              err = Fail(e, "ringcache: cache file write of dirty block %d failed and writing it "
+                            "through to the origin failed too: %s", p.block, strerror(e));
+          } else {
+            p.new_state = 0;
+          }
         }
         break;
       }
