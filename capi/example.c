@@ -51,6 +51,7 @@ int main (int argc, char **argv)
   char back[sizeof message];
   int r;
 
+  (void) argc;
   disk.size = 16 * 1024 * 1024;
   disk.bytes = calloc (1, disk.size);
   if (disk.bytes == NULL)
@@ -67,7 +68,8 @@ int main (int argc, char **argv)
   /* argv[1..] is NULL-terminated: exactly the shape params wants. */
   r = rc_engine_open ((const char *const *) argv + 1, &origin, &cache);
   if (r < 0) {
-    fprintf (stderr, "rc_engine_open: %s (%s)\n", rc_last_error (), strerror (-r));
+    /* The message names the call and the bad key. */
+    fprintf (stderr, "%s (%s)\n", rc_last_error (), strerror (-r));
     free (disk.bytes);
     return 1;
   }
