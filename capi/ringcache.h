@@ -272,10 +272,11 @@ int rc_prefetch (rc_engine *e, uint32_t count, uint64_t offset);
  * Requests in flight together have no defined order; to order two requests,
  * submit the second from the first one's done callback.
  *
- * Up to 1024 requests per engine may be queued or running at once.  A submit
- * beyond that blocks until one completes, except from a done callback of the
- * same engine, where it returns -EAGAIN at once instead (blocking there could
- * deadlock the workers).  Thread-safe. */
+ * Up to 1024 requests per engine may wait in its queue (besides one running
+ * on each worker thread).  A submit beyond that blocks until a worker takes
+ * the next one, except from a done callback of the same engine, where it
+ * returns -EAGAIN at once instead (blocking there could deadlock the
+ * workers).  Thread-safe. */
 
 /* Asynchronous rc_pread.  Returns 0, or -EINVAL (e, done NULL; buf NULL with
  * count > 0; past the end), or -EAGAIN (see above). */
