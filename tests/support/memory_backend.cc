@@ -9,7 +9,7 @@ namespace ringcache {
 MemoryBackend::MemoryBackend(uint64_t size) : data_(size) {}
 
 int64_t MemoryBackend::Size() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return static_cast<int64_t>(data_.size());
 }
 
@@ -43,7 +43,7 @@ int MemoryBackend::Pread(void* buf, uint32_t count, uint64_t offset) {
   if (ShouldFail(fail_reads)) {
     err = fail_errno.load();
   } else {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (offset + count > data_.size()) {
       err = 22;  // EINVAL
     } else {
@@ -62,7 +62,7 @@ int MemoryBackend::Pwrite(const void* buf, uint32_t count, uint64_t offset, bool
   if (ShouldFail(fail_writes)) {
     err = fail_errno.load();
   } else {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (offset + count > data_.size()) {
       err = 28;  // ENOSPC
     } else {
@@ -81,7 +81,7 @@ int MemoryBackend::Zero(uint32_t count, uint64_t offset, bool may_trim, bool fua
   if (ShouldFail(fail_zeroes)) {
     err = fail_errno.load();
   } else {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (offset + count > data_.size()) {
       err = 28;
     } else {
@@ -99,7 +99,7 @@ int MemoryBackend::Trim(uint32_t count, uint64_t offset, bool fua) {
   if (ShouldFail(fail_writes)) {
     err = fail_errno.load();
   } else {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (offset + count > data_.size()) {
       err = 28;
     } else {
@@ -119,17 +119,17 @@ int MemoryBackend::Flush() {
 }
 
 std::vector<uint8_t> MemoryBackend::Snapshot() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return data_;
 }
 
 void MemoryBackend::Fill(const std::vector<uint8_t>& data) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   data_ = data;
 }
 
 void MemoryBackend::FillPattern(uint32_t seed) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
   for (size_t i = 0; i < data_.size(); i++) {
     x ^= x << 13;

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
+#include "engine/sync.h"
 #include "engine/backend.h"
 
 namespace ringcache {
@@ -60,7 +60,7 @@ class MemoryBackend : public Backend {
   void Enter();
   void Leave();
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::vector<uint8_t> data_;
   std::atomic<uint64_t> calls_{0};
 };
