@@ -6,14 +6,17 @@
 # usage: bench/engine_vs_raw.sh [--figures-only]
 #   --figures-only prints "RAW_IOPS ENGINE_IOPS ENGINE_THREADS" (for nbd_compare.sh)
 # Environment: RINGCACHE_BENCH_DIR (default /var/tmp), RUNTIME (raw fio seconds,
-# default 10), BUILD=0 to skip `bazel build //bench:engine_bench`.
+# default 10), BUILD=0 to skip `bazel build //bench:engine_bench`,
+# ENGINE_BENCH=PATH to use that binary.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export RINGCACHE_BENCH_DIR=${RINGCACHE_BENCH_DIR:-/var/tmp}
-BIN=$ROOT/bazel-bin/bench/engine_bench
 [ "${BUILD:-1}" = 0 ] || bazel build //bench:engine_bench >&2
+# The optimised build (the bazel-bin symlink follows the last configuration
+# built, e.g. --config=asan).
+BIN=${ENGINE_BENCH:-$(bazel info bazel-bin 2>/dev/null || echo "$ROOT/bazel-bin")/bench/engine_bench}
 [ -x "$BIN" ] || { echo "engine_vs_raw.sh: $BIN not built (bazel build //bench:engine_bench)" >&2; exit 1; }
 
 raw=$("$ROOT/bench/fio_raw.sh")

@@ -12,10 +12,13 @@
 #   VARIANTS               subset of "passthrough nbdkit ringcache" (default: all three)
 #   ROWS                   subset of "cold flush writethrough warm reclaim" (default: all)
 #   DELAY                  origin latency of the slow origin (default 2ms)
+#   ORIGIN_DIR             where the writable origins' files live (default /dev/shm)
+#   RINGCACHE_PARAMS       extra parameters for the ringcache filter only (e.g.
+#                          "direct-io=true"), appended to the shared ones
 #   BUILD=0                do not run bazel build first
 #   SKIP_ENGINE=1          skip the engine vs raw fio comparison
 #   RINGCACHE_FILTER       path of nbdkit-ringcache-filter.so
-#                          (default bazel-bin/nbdkit_adapter/nbdkit-ringcache-filter.so)
+#                          (default: the -c opt build's, from `bazel info bazel-bin`)
 #
 # Writes the CSV, a PNG bar chart next to it (same name, .png) and a log of
 # every command run (.log). Kills what it starts, by PID, on any exit.
@@ -29,8 +32,8 @@ BENCH_DIR=${RINGCACHE_BENCH_DIR:-/var/tmp}
 VARIANTS=${VARIANTS:-passthrough nbdkit ringcache}
 ROWS=${ROWS:-cold flush writethrough warm reclaim}
 DELAY=${DELAY:-2ms}
+ORIGIN_DIR=${ORIGIN_DIR:-/dev/shm}
 NBDKIT_THREADS=16   # nbdkit's default -t, stated so both servers surely match
-FILTER=${RINGCACHE_FILTER:-$ROOT/bazel-bin/nbdkit_adapter/nbdkit-ringcache-filter.so}
 CSV=${1:-$ROOT/bench/results/nbd_compare-$(date +%Y%m%d-%H%M%S).csv}
 PNG=${CSV%.csv}.png
 LOG=${CSV%.csv}.log
@@ -42,6 +45,8 @@ for tool in nbdkit nbdinfo fio gnuplot "$PY"; do
 done
 [ -d "$BENCH_DIR" ] && [ -w "$BENCH_DIR" ] ||
   { echo "nbd_compare.sh: RINGCACHE_BENCH_DIR=$BENCH_DIR is not a writable directory" >&2; exit 1; }
+[ -d "$ORIGIN_DIR" ] && [ -w "$ORIGIN_DIR" ] ||
+  { echo "nbd_compare.sh: ORIGIN_DIR=$ORIGIN_DIR is not a writable directory" >&2; exit 1; }
 case "$RUNTIME" in ''|*[!0-9]*) echo "nbd_compare.sh: RUNTIME=$RUNTIME is not a number of seconds" >&2; exit 1;; esac
 
 if [ "${BUILD:-1}" != 0 ]; then
@@ -50,6 +55,10 @@ if [ "${BUILD:-1}" != 0 ]; then
   [ "${SKIP_ENGINE:-0}" = 1 ] || targets+=(//bench:engine_bench)
   [ ${#targets[@]} -eq 0 ] || bazel build "${targets[@]}"
 fi
+# The optimised build's output tree: the bazel-bin symlink follows whatever
+# configuration (asan, tsan...) was built last, possibly by someone else.
+BIN_DIR=$(bazel info bazel-bin 2>/dev/null || echo "$ROOT/bazel-bin")
+FILTER=${RINGCACHE_FILTER:-$BIN_DIR/nbdkit_adapter/nbdkit-ringcache-filter.so}
 if [[ " $VARIANTS " == *" ringcache "* ]] && [ ! -f "$FILTER" ]; then
   echo "nbd_compare.sh: ringcache filter $FILTER not found (build it, or set VARIANTS=\"passthrough nbdkit\")" >&2
   exit 1
@@ -58,17 +67,47 @@ fi
 mkdir -p "$(dirname "$CSV")"
 WORK=$(mktemp -d "$BENCH_DIR/ringcache-bench.XXXXXX")
 export TMPDIR=$WORK   # both cache filters put their cache file here
+# Private copies, so that a rebuild during the run cannot change them.
+mkdir "$WORK/bin"
+if [[ " $VARIANTS " == *" ringcache "* ]]; then
+  cp "$FILTER" "$WORK/bin/"
+  FILTER=$WORK/bin/$(basename "$FILTER")
+fi
+ENGINE_BENCH=$BIN_DIR/bench/engine_bench
+if [ "${SKIP_ENGINE:-0}" != 1 ]; then
+  [ -x "$ENGINE_BENCH" ] || { echo "nbd_compare.sh: $ENGINE_BENCH not built (bazel build //bench:engine_bench)" >&2; exit 1; }
+  cp "$ENGINE_BENCH" "$WORK/bin/"
+  ENGINE_BENCH=$WORK/bin/engine_bench
+fi
 # shellcheck source=bench/lib/nbd_server.sh
 source "$ROOT/bench/lib/nbd_server.sh"
 cleanup() {
   stop_nbdkit
+  remove_origins
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 : >"$LOG"
+echo "$(date +%T) start; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg); nbdkit $(nbdkit --version | cut -d' ' -f2); fio $(fio --version)" >>"$LOG"
 
-log() { echo "$*" >>"$LOG"; }
+# Writable origin: nbdkit's file plugin over a file whose pages exist before
+# the run (tmpfs, fallocated). The memory plugin would allocate a fresh page
+# on every first write, and on this VM a first touch of anonymous memory
+# costs ~30 us per 4K page: the rows would measure the VM, not the caches.
+make_origin() {
+  local name=$1 size=$2
+  ORIGIN_FILE=$(mktemp "$ORIGIN_DIR/ringcache-origin-$name.XXXXXX")
+  ORIGIN_FILES+=("$ORIGIN_FILE")
+  fallocate -l "$size" "$ORIGIN_FILE"
+}
+remove_origins() {
+  [ ${#ORIGIN_FILES[@]} -eq 0 ] || rm -f "${ORIGIN_FILES[@]}"
+  ORIGIN_FILES=()
+}
+ORIGIN_FILES=()
+
+log() { echo "$(date +%T) $*" >>"$LOG"; }
 
 # server_args VARIANT "CACHE-PARAMS" "DELAY-PARAMS" PLUGIN PLUGIN-PARAMS...
 # Sets SERVER_ARGS to the nbdkit arguments for VARIANT.
@@ -88,6 +127,8 @@ server_args() {
   [ -z "$delay_params" ] || SERVER_ARGS+=($delay_params)
   # shellcheck disable=SC2206
   [ "$variant" = passthrough ] || SERVER_ARGS+=($cache_params)
+  # shellcheck disable=SC2206
+  [ "$variant" != ringcache ] || SERVER_ARGS+=(${RINGCACHE_PARAMS:-})
 }
 
 start_variant() {
@@ -133,7 +174,8 @@ row_flush() {
   local v s
   for v in $VARIANTS; do
     [ "$v" != passthrough ] || continue
-    start_variant "$v" "cache=writeback cache-on-read=true" "wdelay=$DELAY" memory size=256M
+    make_origin flush 256M
+    start_variant "$v" "cache=writeback cache-on-read=true" "wdelay=$DELAY" file "$ORIGIN_FILE"
     # 16,384 4K random writes (fio's random map: no offset twice) over 256 MiB
     # dirty ~4,050 of the 4,096 64K blocks; then one timed flush.
     s=$(run_fio "flush-writes-$v" --rw=randwrite --bs=4k --iodepth=16 \
@@ -143,16 +185,19 @@ row_flush() {
     log "time_flush.py URI   (one NBD_CMD_FLUSH)"
     R[flush.$v.seconds]=$("$PY" "$ROOT/bench/lib/time_flush.py" "$(server_uri)")
     stop_nbdkit
+    remove_origins
   done
 }
 
 row_writethrough() {
   local v s
   for v in $VARIANTS; do
-    start_variant "$v" "cache=writethrough cache-on-read=true" "rdelay=$DELAY wdelay=$DELAY" memory size=1G
+    make_origin writethrough 1G
+    start_variant "$v" "cache=writethrough cache-on-read=true" "rdelay=$DELAY wdelay=$DELAY" file "$ORIGIN_FILE"
     s=$(run_fio "writethrough-$v" --rw=randwrite --bs=4k --numjobs=4 --iodepth=16 "${TIMED[@]}")
     R[writethrough.$v.iops]=${s%% *}
     stop_nbdkit
+    remove_origins
   done
 }
 
@@ -189,13 +234,15 @@ done
 if [ "${SKIP_ENGINE:-0}" != 1 ]; then
   echo "running engine vs raw fio ..." >&2
   log "RUNTIME=$RUNTIME bench/engine_vs_raw.sh"
-  s=$(BUILD=0 RUNTIME=$RUNTIME RINGCACHE_BENCH_DIR=$BENCH_DIR "$ROOT/bench/engine_vs_raw.sh" --figures-only \
+  s=$(BUILD=0 ENGINE_BENCH=$ENGINE_BENCH RUNTIME=$RUNTIME RINGCACHE_BENCH_DIR=$BENCH_DIR "$ROOT/bench/engine_vs_raw.sh" --figures-only \
       2>>"$LOG") || { echo "engine_vs_raw.sh failed; see $LOG" >&2; tail -5 "$LOG" >&2; exit 1; }
   read -r raw engine threads <<<"$s"
   R[engine.raw.iops]=$raw
   R[engine.ringcache.iops]=$engine
   R[engine.ringcache.threads]=$threads
 fi
+
+echo "$(date +%T) end; load average $(cut -d' ' -f1-3 /proc/loadavg)" >>"$LOG"
 
 # Reporting: one line per job, the CSV and the plot.
 "$PY" "$ROOT/bench/lib/report.py" "$CSV" "$RUNTIME" "$DELAY" < <(

@@ -38,19 +38,21 @@ server_uri() {
   echo "nbd+unix:///?socket=$SERVER_SOCK"
 }
 
-# Stops the server started last (by its PID): SIGTERM, then SIGKILL after 10 s.
+# Stops the server started last (by its PID): SIGTERM, then SIGKILL after
+# 60 s. Exiting can take seconds: closing a large unlinked cache file frees
+# its extents, and with the `discard` mount option that is device I/O.
 stop_nbdkit() {
   [ -n "$SERVER_PID" ] || return 0
   local pid=$SERVER_PID
   SERVER_PID=""
   kill "$pid" 2>/dev/null || true
   local i
-  for i in $(seq 1 100); do
+  for i in $(seq 1 600); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
   if kill -0 "$pid" 2>/dev/null; then
-    echo "nbdkit (pid $pid) ignored SIGTERM for 10 s; killing it" >&2
+    echo "nbdkit (pid $pid) did not exit within 60 s of SIGTERM; killing it" >&2
     kill -9 "$pid" 2>/dev/null || true
   fi
   wait "$pid" 2>/dev/null || true
