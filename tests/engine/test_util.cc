@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +16,26 @@ namespace testing_util {
 bool LongMode() {
   const char* v = getenv("RINGCACHE_LONG");
   return v != nullptr && strcmp(v, "1") == 0;
+}
+
+int SanitizerSlowdown() {
+#if defined(__SANITIZE_THREAD__)
+  return 8;
+#elif defined(__SANITIZE_ADDRESS__)
+  return 3;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+  return 8;
+#elif __has_feature(address_sanitizer)
+  return 3;
+#endif
+#endif
+  return 1;
+}
+
+int ScaledOps(int ops, int long_ops) {
+  if (LongMode()) return long_ops;
+  return std::max(1, ops / SanitizerSlowdown());
 }
 
 TempDir::TempDir() {

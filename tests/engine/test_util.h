@@ -20,6 +20,16 @@ namespace testing_util {
 // True when RINGCACHE_LONG=1: tests run their long variants.
 bool LongMode();
 
+// How much slower this build runs than an optimised one: 1 normally, more
+// under AddressSanitizer / ThreadSanitizer. Randomised tests divide their
+// default operation counts by it so the sanitizer runs stay within their
+// timeouts (RINGCACHE_LONG=1 still runs the full counts).
+int SanitizerSlowdown();
+
+// `ops` for the default run (scaled down under sanitizers), `long_ops` with
+// RINGCACHE_LONG=1.
+int ScaledOps(int ops, int long_ops);
+
 // A fresh, empty directory under $TEST_TMPDIR (bazel) or /tmp; removed (with
 // its contents) by the destructor.
 class TempDir {
