@@ -5,6 +5,7 @@
 //
 // The timing asserts have wide margins (a 2-core machine is noisy): they
 // separate "parallel" from "serialised", nothing finer.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -135,21 +136,32 @@ constexpr int kThreads = 16;
 // (about 1 x latency) and the bound (8 x latency).
 const double kLatencyMs = 20.0 * testing_util::SanitizerSlowdown();
 
+// A serialised engine needs at least 16 x latency (the latency is a sleep),
+// so the best of a few attempts is a fair measure on a noisy machine: it can
+// only hide noise, never serialisation.
+constexpr int kAttempts = 3;
+
 TEST_F(Concurrency, DistinctMissesOverlapAtTheOrigin) {
   for (const char* cor : {"cache-on-read=true", "cache-on-read=false"}) {
     SCOPED_TRACE(cor);
-    ASSERT_NO_FATAL_FAILURE(Open(64 * 4096, {"cache-min-block-size=4K", cor}));
-    origin_->latency_us = kLatencyMs * 1000;
-    std::atomic<int> bad{0};
-    double ms = RunTogether(kThreads, [&](int i) {
-      if (!ReadOk(uint64_t(i) * 3 * B, B)) bad++;  // 16 distinct blocks
-    });
-    EXPECT_EQ(bad.load(), 0);
-    EXPECT_EQ(origin_->reads.load(), uint64_t{kThreads});
-    EXPECT_LT(ms, 8 * kLatencyMs) << "16 misses of " << kLatencyMs << " ms took " << ms << " ms";
-    EXPECT_GE(origin_->max_in_flight.load(), 8) << "misses did not overlap";
-    printf("%s: 16 distinct misses in %.1f ms, origin max in flight %d\n", cor, ms,
-           origin_->max_in_flight.load());
+    double best = 1e9;
+    int most_in_flight = 0;
+    for (int attempt = 0; attempt < kAttempts && best >= 8 * kLatencyMs; attempt++) {
+      ASSERT_NO_FATAL_FAILURE(Open(64 * 4096, {"cache-min-block-size=4K", cor}));
+      origin_->latency_us = kLatencyMs * 1000;
+      std::atomic<int> bad{0};
+      double ms = RunTogether(kThreads, [&](int i) {
+        if (!ReadOk(uint64_t(i) * 3 * B, B)) bad++;  // 16 distinct blocks
+      });
+      EXPECT_EQ(bad.load(), 0);
+      EXPECT_EQ(origin_->reads.load(), uint64_t{kThreads});
+      best = std::min(best, ms);
+      most_in_flight = std::max(most_in_flight, origin_->max_in_flight.load());
+      printf("%s: 16 distinct misses in %.1f ms, origin max in flight %d\n", cor, ms,
+             origin_->max_in_flight.load());
+    }
+    EXPECT_LT(best, 8 * kLatencyMs) << "16 misses of " << kLatencyMs << " ms took " << best << " ms";
+    EXPECT_GE(most_in_flight, 8) << "misses did not overlap";
   }
 }
 
@@ -221,34 +233,38 @@ TEST_F(Concurrency, OthersFlowWhileOneOriginReadIsStuck) {
 }
 
 TEST_F(Concurrency, WritesToDifferentBlocksOverlap) {
-  // writethrough: each write goes to the origin.
-  ASSERT_NO_FATAL_FAILURE(Open(64 * 4096, {"cache-min-block-size=4K", "cache=writethrough"}));
-  origin_->latency_us = kLatencyMs * 1000;
-  std::atomic<int> bad{0};
-  double ms = RunTogether(kThreads, [&](int i) {
-    std::vector<uint8_t> data(B, static_cast<uint8_t>(i + 1));
-    if (engine_->Write(*origin_, data.data(), B, uint64_t(i) * 2 * B, 0) != 0) bad++;
-  });
-  EXPECT_EQ(bad.load(), 0);
-  EXPECT_LT(ms, 8 * kLatencyMs) << "16 writethrough writes took " << ms << " ms";
-  EXPECT_GE(origin_->max_in_flight.load(), 8);
-  printf("writethrough: 16 block writes in %.1f ms\n", ms);
-  for (int i = 0; i < kThreads; i++) memset(ref_.data() + uint64_t(i) * 2 * B, i + 1, B);
-  EXPECT_EQ(origin_->Snapshot(), ref_);
-
-  // writeback, unaligned: each write reads its block from the origin (RMW).
-  ASSERT_NO_FATAL_FAILURE(Open(64 * 4096, {"cache-min-block-size=4K", "cache=writeback"}));
-  origin_->latency_us = kLatencyMs * 1000;
-  ms = RunTogether(kThreads, [&](int i) {
-    std::vector<uint8_t> data(100, static_cast<uint8_t>(i + 1));
-    if (engine_->Write(*origin_, data.data(), 100, uint64_t(i) * 2 * B + 7, 0) != 0) bad++;
-  });
-  EXPECT_EQ(bad.load(), 0);
-  EXPECT_LT(ms, 8 * kLatencyMs) << "16 RMW writes took " << ms << " ms";
-  EXPECT_GE(origin_->max_in_flight.load(), 8);
-  for (int i = 0; i < kThreads; i++) memset(ref_.data() + uint64_t(i) * 2 * B + 7, i + 1, 100);
-  origin_->latency_us = 0;
-  EXPECT_TRUE(ReadOk(0, 64 * B));
+  // writethrough, full blocks: each write goes to the origin. writeback,
+  // unaligned: each write first reads its block from the origin (RMW).
+  for (const char* mode : {"cache=writethrough", "cache=writeback"}) {
+    SCOPED_TRACE(mode);
+    const bool rmw = std::string(mode) == "cache=writeback";
+    const uint32_t skew = rmw ? 7 : 0;
+    double best = 1e9;
+    int most_in_flight = 0;
+    for (int attempt = 0; attempt < kAttempts && best >= 8 * kLatencyMs; attempt++) {
+      ASSERT_NO_FATAL_FAILURE(Open(64 * 4096, {"cache-min-block-size=4K", mode}));
+      const uint32_t len = rmw ? 100 : B;
+      origin_->latency_us = kLatencyMs * 1000;
+      std::atomic<int> bad{0};
+      double ms = RunTogether(kThreads, [&](int i) {
+        std::vector<uint8_t> data(len, static_cast<uint8_t>(i + 1));
+        if (engine_->Write(*origin_, data.data(), len, uint64_t(i) * 2 * B + skew, 0) != 0) bad++;
+      });
+      EXPECT_EQ(bad.load(), 0);
+      best = std::min(best, ms);
+      most_in_flight = std::max(most_in_flight, origin_->max_in_flight.load());
+      printf("%s: 16 writes in %.1f ms, origin max in flight %d\n", mode, ms,
+             origin_->max_in_flight.load());
+      for (int i = 0; i < kThreads; i++) memset(ref_.data() + uint64_t(i) * 2 * B + skew, i + 1, len);
+      origin_->latency_us = 0;
+      EXPECT_TRUE(ReadOk(0, 64 * B));
+      if (!rmw) {
+        EXPECT_EQ(origin_->Snapshot(), ref_);
+      }
+    }
+    EXPECT_LT(best, 8 * kLatencyMs) << "16 writes took " << best << " ms";
+    EXPECT_GE(most_in_flight, 8);
+  }
 }
 
 // 16 threads each rewrite their own slice of the same blocks many times
