@@ -44,10 +44,14 @@ std::vector<BadInput> BadInputs() {
   add("direct-io", {"", "garbage", "maybe", "2", "-1"});
   // Machine-shaped parameters: a huge value must be refused up front rather
   // than allocate billions of shards, ring entries or threads.
-  add("shards", {"", "garbage", "-1", "1.5", "4294967296", "99999999999999999999", "4294967295"});
-  add("queue-depth",
-      {"", "garbage", "-1", "0", "4294967296", "99999999999999999999", "4294967295"});
-  add("workers", {"", "garbage", "-1", "4294967296", "99999999999999999999", "4294967295"});
+  // Ranges as ConfigHelp() documents them: shards a power of 2 in 1..65536,
+  // queue-depth 4..4096, workers 1..1024.
+  add("shards", {"", "garbage", "-1", "0", "3", "1.5", "131072", "4294967296",
+                 "99999999999999999999", "4294967295"});
+  add("queue-depth", {"", "garbage", "-1", "0", "3", "4097", "4294967296",
+                      "99999999999999999999", "4294967295"});
+  add("workers", {"", "garbage", "-1", "0", "1025", "4294967296", "99999999999999999999",
+                  "4294967295"});
   return bad;
 }
 

@@ -177,6 +177,71 @@ TEST_P(EngineBasic, RandomSingleThreadedMixAgainstReference) {
   ASSERT_NO_FATAL_FAILURE(CheckAll());
 }
 
+// The same mix under configurations that change the I/O path: O_DIRECT
+// cache file, a queue depth far below the blocks of one request, 64K blocks,
+// one lock shard, and reclaim with a tiny cache.
+TEST_P(EngineBasic, RandomMixUnderUnusualConfigurations) {
+  const std::vector<std::vector<std::string>> configs = {
+      {"direct-io=true", "cache-on-read=true"},
+      {"queue-depth=4", "cache-on-read=true"},
+      {"cache-min-block-size=64K", "cache-on-read=true"},
+      {"shards=1", "cache-on-read=false"},
+      {"cache-max-size=1M", "cache-high-threshold=50", "cache-low-threshold=10",
+       "cache-on-read=true"},
+  };
+  for (const auto& config : configs) {
+    SCOPED_TRACE(::testing::Message() << config[0]);
+    ASSERT_NO_FATAL_FAILURE(Open((2 << 20) + 777, config));
+    const uint64_t size = ref_.size();
+    std::mt19937_64 rng(17);
+    for (int i = 0; i < 200; i++) {
+      uint64_t off = rng() % size;
+      // Up to 40 blocks per request: more than queue-depth=4 SQEs.
+      uint32_t len = 1 + rng() % std::min<uint64_t>(size - off, 40 * 4096);
+      SCOPED_TRACE(::testing::Message() << "op " << i << " at " << off << "+" << len);
+      switch (rng() % 5) {
+        case 0: case 1: ASSERT_NO_FATAL_FAILURE(Write(off, len, rng() % 4 == 0 ? kFlagFua : 0)); break;
+        case 2: ASSERT_NO_FATAL_FAILURE(Zero(off, len, rng() % 2 ? kFlagMayTrim : 0)); break;
+        case 3: ASSERT_NO_FATAL_FAILURE(CheckRead(off, len)); break;
+        case 4: ASSERT_EQ(engine_->Prefetch(*origin_, len, off), 0); break;
+      }
+    }
+    ASSERT_NO_FATAL_FAILURE(CheckAll());
+    ASSERT_EQ(engine_->Flush(*origin_), 0) << LastErrorText();
+    if (!unsafe()) {
+      ASSERT_NO_FATAL_FAILURE(CheckOriginAll());
+    }
+    EXPECT_EQ(engine_->GetStats().cache_errors, 0u);
+  }
+}
+
+// Disks smaller than one block, of one byte, and empty.
+TEST_P(EngineBasic, TinyAndEmptyDisks) {
+  for (uint64_t size : {uint64_t{1}, uint64_t{100}, uint64_t{4095}, uint64_t{4097}}) {
+    SCOPED_TRACE(::testing::Message() << "size " << size);
+    ASSERT_NO_FATAL_FAILURE(Open(size, {"cache-min-block-size=64K", "cache-on-read=true"}));
+    ASSERT_NO_FATAL_FAILURE(CheckAll());
+    ASSERT_NO_FATAL_FAILURE(Write(0, static_cast<uint32_t>(size)));
+    ASSERT_NO_FATAL_FAILURE(Write(size / 2, static_cast<uint32_t>(size - size / 2)));
+    ASSERT_NO_FATAL_FAILURE(Zero(size - 1, 1));
+    ASSERT_EQ(engine_->Prefetch(*origin_, static_cast<uint32_t>(size), 0), 0);
+    ASSERT_NO_FATAL_FAILURE(CheckAll());
+    std::vector<uint8_t> buf(2);
+    EXPECT_EQ(engine_->Read(*origin_, buf.data(), 1, size), EINVAL);
+    EXPECT_EQ(engine_->Write(*origin_, buf.data(), 2, size - 1, 0), ENOSPC);
+    ASSERT_EQ(engine_->Flush(*origin_), 0);
+    if (!unsafe()) {
+      ASSERT_NO_FATAL_FAILURE(CheckOriginAll());
+    }
+  }
+  ASSERT_NO_FATAL_FAILURE(Open(0));
+  std::vector<uint8_t> buf(1);
+  EXPECT_EQ(engine_->Read(*origin_, buf.data(), 0, 0), 0);
+  EXPECT_EQ(engine_->Read(*origin_, buf.data(), 1, 0), EINVAL);
+  EXPECT_EQ(engine_->Write(*origin_, buf.data(), 1, 0, 0), ENOSPC);
+  EXPECT_EQ(engine_->Flush(*origin_), 0);
+}
+
 TEST_P(EngineBasic, RequestsPastTheEndAreRefusedAndChangeNothing) {
   ASSERT_NO_FATAL_FAILURE(Open(10 * 4096 + 100));
   const uint64_t size = ref_.size();
