@@ -319,6 +319,12 @@ TEST_P(EngineBasic, UnknownFlagsAreRefused) {
   EXPECT_TRUE(r == EINVAL || r == ENOTSUP) << r;
   r = engine_->Write(*origin_, buf.data(), B, 0, kFlagFastZero);
   EXPECT_TRUE(r == EINVAL || r == ENOTSUP) << "fast-zero on a write: " << r;
+  r = engine_->Trim(*origin_, B, 0, bogus);
+  EXPECT_TRUE(r == EINVAL || r == ENOTSUP) << "trim: " << r;
+  r = engine_->Trim(*origin_, B, 0, kFlagMayTrim);
+  EXPECT_TRUE(r == EINVAL || r == ENOTSUP) << "may-trim on a trim: " << r;
+  r = engine_->Write(*origin_, buf.data(), B, 0, kFlagMayTrim);
+  EXPECT_TRUE(r == EINVAL || r == ENOTSUP) << "may-trim on a write: " << r;
   ASSERT_NO_FATAL_FAILURE(CheckAll());
 }
 
