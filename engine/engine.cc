@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "engine/engine_impl.h"
 #include "engine/errors.h"
 
@@ -20,6 +21,16 @@ namespace ringcache {
 // ---- Engine (public) ----
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Config& config) {
+#ifndef RINGCACHE_TSAN
+  // Debian's libabsl is built with Mutex deadlock detection on, which puts a
+  // global lock and graph update behind every Mutex acquisition. The engine's
+  // lock order is fixed by design (one shard lock at a time), so skip it.
+  static const bool once = [] {
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+    return true;
+  }();
+  (void)once;
+#endif
   absl::Status s = config.Validate();
   if (!s.ok()) return s;
   auto store = CacheStore::Open(config.EffectiveCacheDir(), config.min_block_size, config.direct_io);
@@ -75,6 +86,11 @@ EngineImpl::EngineImpl(const Config& config, std::unique_ptr<CacheStore> store)
   }
   const uint32_t bs = bs_;
   const bool direct = store_->direct_io();
+  // Background fills: up to 32 MiB (at least 8 blocks) of cache writes in flight.
+  const size_t fill_buffers = std::max<size_t>(8, (32u << 20) / bs_);
+  fill_writer_ = std::make_unique<FillWriter>(
+      store_->fd(), bs_, direct, config_.queue_depth, fill_buffers,
+      [this](uint64_t block, int result, bool reserved) { PublishFill(block, result, reserved); });
   const unsigned depth = config_.queue_depth;
   const int fd = store_->fd();
   threads_ = PerThread<ThreadContext>::Make(
@@ -88,7 +104,9 @@ EngineImpl::EngineImpl(const Config& config, std::unique_ptr<CacheStore> store)
 }
 
 EngineImpl::~EngineImpl() {
+  fill_writer_.reset();  // lands every queued fill first
   threads_->Clear();
+  for (uint8_t* b : wb_free_) FreeAligned(b);
   FreeAligned(zero_block_);
 }
 
@@ -286,7 +304,23 @@ bool EngineImpl::Reserve() {
 
 // ---- stats and extents ----
 
+void EngineImpl::PublishFill(uint64_t block, int result, bool reserved) {
+  if (result == -ENOSPC || result == -EDQUOT) OnCacheFull();
+  if (result) Counters().cache_errors.fetch_add(1, std::memory_order_relaxed);
+  Shard& s = map_.ShardOf(block);
+  {
+    MutexLock lock(&s.mu);
+    const uint64_t idx = map_.IndexOf(block);
+    if (!result && idx < s.states.size())
+      AccountDelta(s.Set(block, idx, kCached | (capped() ? kRef : 0)));
+    s.Unpin(block, PinMode::kExclusive);
+  }
+  if (reserved) Unreserve();
+}
+
 Stats EngineImpl::GetStats() const {
+  // A consistent picture: fills already answered to clients are counted.
+  fill_writer_->WaitIdle();
   Stats st;
   for (const CounterSlot& c : counters_) {
     st.hits += c.hits.load(std::memory_order_relaxed);

@@ -14,6 +14,7 @@
 #include "engine/cache_store.h"
 #include "engine/config.h"
 #include "engine/engine.h"
+#include "engine/fill_writer.h"
 #include "engine/per_thread.h"
 #include "engine/stats.h"
 #include "engine/sync.h"
@@ -28,6 +29,8 @@ enum class Act : uint8_t {
   kZeroFill,    // the cached copy is a hole: the covered bytes are zeros
   kOriginRead,  // read the covered bytes from the origin, do not cache
   kFill,        // fetch the whole block from the origin and cache it
+  kFillAsync,   // ... fetched; the cache write was handed to the FillWriter
+  kFillSkipped, // ... fetched; the FillWriter was full, so it is not cached
   kCacheWrite,  // write data into the cached copy (covered bytes, or whole block from bounce)
   kRmwOrigin,   // fetch the whole block from the origin, merge, write it whole
   kRmwCache,    // (O_DIRECT) read the whole cached block, merge, write it whole
@@ -105,7 +108,11 @@ class EngineImpl {
   void UnpinAll(std::vector<BlockPlan>& plans);
   CounterSlot& Counters();
 
-  int ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t offset, bool force_cache);
+  // cache_misses: fill the cache with missed blocks; sync_fill: wait for
+  // those fills (prefetch) instead of handing them to the FillWriter.
+  int ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t offset, bool cache_misses,
+               bool sync_fill);
+  void PublishFill(uint64_t block, int result, bool reserved);
   int WriteImpl(Backend& origin, const uint8_t* src, uint32_t count, uint64_t offset,
                 uint32_t flags, bool zero);
   int OriginZero(Backend& origin, uint32_t count, uint64_t offset, bool may_trim, bool fua);
@@ -134,7 +141,15 @@ class EngineImpl {
   int WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& blocks, bool try_only,
                       std::vector<uint64_t>* written);
 
+  // Write-back buffers (one run each), kept for reuse: a few, not per thread.
+  uint64_t WriteBackRunBytes() const;
+  uint8_t* AcquireWriteBackBuffer();
+  void ReleaseWriteBackBuffer(uint8_t* buf);
+  Mutex wb_mu_;
+  std::vector<uint8_t*> wb_free_ ABSL_GUARDED_BY(wb_mu_);
+
   BlockMap map_;
+  std::unique_ptr<FillWriter> fill_writer_;
   std::shared_ptr<PerThread<ThreadContext>> threads_;
   Mutex size_mu_;
   CounterSlot counters_[16];

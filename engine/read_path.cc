@@ -18,7 +18,8 @@ int EngineImpl::Read(Backend& origin, void* buf, uint32_t count, uint64_t offset
                 offset, size);
   if (count == 0) return 0;
   if (buf == nullptr) return Fail(EINVAL, "ringcache: read into a null buffer");
-  return ReadImpl(origin, static_cast<uint8_t*>(buf), count, offset, config_.CacheOnReadNow());
+  return ReadImpl(origin, static_cast<uint8_t*>(buf), count, offset, config_.CacheOnReadNow(),
+                  /*sync_fill=*/false);
 }
 
 int EngineImpl::Prefetch(Backend& origin, uint32_t count, uint64_t offset) {
@@ -36,14 +37,15 @@ int EngineImpl::Prefetch(Backend& origin, uint32_t count, uint64_t offset) {
   int err = 0;
   for (uint64_t off = start; off < end && !err; off += slice) {
     uint64_t n = std::min(slice, end - off);
-    err = ReadImpl(origin, scratch, static_cast<uint32_t>(n), off, true);
+    err = ReadImpl(origin, scratch, static_cast<uint32_t>(n), off, /*cache_misses=*/true,
+                   /*sync_fill=*/true);
   }
   FreeAligned(scratch);
   return err;
 }
 
 int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t offset,
-                         bool cache_misses) {
+                         bool cache_misses, bool sync_fill) {
   auto ctx_or = Context();
   if (!ctx_or.ok()) return ContextError(ctx_or.status());
   ThreadContext* ctx = *ctx_or;
@@ -136,9 +138,26 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
   int err = OriginReadRuns(origin, plans, Act::kOriginRead);
   int fill_err = OriginReadRuns(origin, plans, Act::kFill);
   if (!err) err = fill_err;
-  // Fetched blocks are written to the cache (only those read successfully).
-  for (BlockPlan& p : plans)
-    if (p.act == Act::kFill && p.err) p.act = Act::kNone;
+  // Fetched blocks are written to the cache (only those read successfully):
+  // in the background for reads, here for prefetch.
+  for (BlockPlan& p : plans) {
+    if (p.act != Act::kFill) continue;
+    if (p.err) {
+      p.act = Act::kNone;
+      continue;
+    }
+    if (sync_fill) continue;
+    uint8_t* copy = fill_writer_->TryAcquireBuffer();
+    if (copy == nullptr) {
+      p.act = Act::kFillSkipped;
+      continue;
+    }
+    memcpy(copy, p.data, p.len);
+    fill_writer_->Enqueue(p.block, copy, p.len, p.reserved);
+    p.act = Act::kFillAsync;
+    p.pinned = false;    // the pin and the reservation now belong to the writer
+    p.reserved = false;
+  }
   QueueRuns(ring, plans, Act::kFill, /*write=*/true);
   ApplyResults(ring, plans);
 
@@ -163,7 +182,7 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
       }
       if (p.bounce) memcpy(dst, p.bounce + p.begin, p.end - p.begin);
       from_cache += p.end - p.begin;
-    } else if (p.act == Act::kFill) {
+    } else if (p.act == Act::kFill || p.act == Act::kFillAsync || p.act == Act::kFillSkipped) {
       if (p.bounce) memcpy(dst, p.bounce + p.begin, p.end - p.begin);
     } else if (p.act == Act::kZeroFill) {
       from_cache += p.end - p.begin;

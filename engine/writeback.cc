@@ -41,66 +41,81 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
   if (!ctx_or.ok()) return ContextError(ctx_or.status());
   Ring* ring = (*ctx_or)->ring.get();
   const bool direct = store_->direct_io();
-  const uint64_t max_run = std::max<uint64_t>(bs_, kMaxRunBytes / bs_ * bs_);
-  uint8_t* buf = nullptr;
+  const uint64_t max_run = WriteBackRunBytes();
   int first_err = 0;
   CounterSlot& counters = Counters();
 
-  struct Item {
-    uint64_t block;
-    uint32_t len;
+  // A run of adjacent dirty blocks, pinned shared. Two alternate so that the
+  // cache-file read of one overlaps the origin write of the other.
+  struct Run {
+    std::vector<uint64_t> blocks;
+    uint64_t bytes = 0;
+    bool zero = false;
+    uint8_t* buf = nullptr;
   };
-  std::vector<Item> run;
-  bool run_zero = false;
-  uint64_t run_bytes = 0;
+  Run runs[2];
+  int cur = 0;
+  Run* pending = nullptr;  // read from the cache, waiting for its origin write
 
-  auto finish = [&](bool ok) {
-    for (const Item& it : run) {
-      Shard& s = map_.ShardOf(it.block);
+  auto finish = [&](Run& r, bool ok) {
+    for (uint64_t b : r.blocks) {
+      Shard& s = map_.ShardOf(b);
       MutexLock lock(&s.mu);
       if (ok) {
-        const uint64_t idx = map_.IndexOf(it.block);
-        AccountDelta(s.Set(it.block, idx, s.Get(idx) & ~kDirty));
-        if (written) written->push_back(it.block);
+        const uint64_t idx = map_.IndexOf(b);
+        AccountDelta(s.Set(b, idx, s.Get(idx) & ~kDirty));
+        if (written) written->push_back(b);
       }
-      s.Unpin(it.block, PinMode::kShared);
+      s.Unpin(b, PinMode::kShared);
     }
-    if (ok) counters.writebacks.fetch_add(run.size(), std::memory_order_relaxed);
-    run.clear();
-    run_bytes = 0;
+    if (ok) counters.writebacks.fetch_add(r.blocks.size(), std::memory_order_relaxed);
+    r.blocks.clear();
+    r.bytes = 0;
   };
 
-  auto write_run = [&]() {
-    if (run.empty()) return;
-    const uint64_t off = run[0].block * bs_;
-    int err = 0;
-    if (run_zero) {
-      err = OriginZero(origin, static_cast<uint32_t>(run_bytes), off, false, false);
-    } else {
-      if (!buf) buf = AllocAligned(max_run + bs_);
-      uint64_t n = run_bytes;
-      if (direct) n = (n + CacheStore::kDirectAlign - 1) / CacheStore::kDirectAlign * CacheStore::kDirectAlign;
-      ring->Read(buf, static_cast<uint32_t>(n), off, 0);
-      int res = 0;
-      for (const auto& r : ring->WaitAll())
-        if (r.second) res = r.second;
-      if (res) {
-        counters.cache_errors.fetch_add(1, std::memory_order_relaxed);
-        if (!first_err)
-          first_err = Fail(EIO,
-                           "ringcache: cache file read of dirty blocks %d..%d failed (%s); they stay "
-                           "dirty",
-                           run.front().block, run.back().block, strerror(-res));
-        finish(false);
-        return;
-      }
-      err = origin.Pwrite(buf, static_cast<uint32_t>(run_bytes), off, false);
-    }
+  auto origin_write = [&](Run& r) {
+    const uint64_t off = r.blocks.front() * bs_;
+    int err = r.zero ? OriginZero(origin, static_cast<uint32_t>(r.bytes), off, false, false)
+                     : origin.Pwrite(r.buf, static_cast<uint32_t>(r.bytes), off, false);
     counters.origin_writes.fetch_add(1, std::memory_order_relaxed);
     if (err && !first_err)
       first_err = Fail(err, "ringcache: write-back of blocks %d..%d to the origin failed: %s",
-                       run.front().block, run.back().block, strerror(err));
-    finish(err == 0);
+                       r.blocks.front(), r.blocks.back(), strerror(err));
+    finish(r, err == 0);
+  };
+
+  // Closes the current run: starts its cache read, completes the pending run.
+  auto close_run = [&]() {
+    Run& r = runs[cur];
+    if (r.blocks.empty()) return;
+    if (r.zero) {
+      origin_write(r);
+      return;
+    }
+    if (!r.buf) r.buf = AcquireWriteBackBuffer();
+    uint64_t n = r.bytes;
+    if (direct) n = (n + CacheStore::kDirectAlign - 1) / CacheStore::kDirectAlign * CacheStore::kDirectAlign;
+    ring->Read(r.buf, static_cast<uint32_t>(n), r.blocks.front() * bs_, 0);
+    ring->Submit();
+    if (pending) {
+      origin_write(*pending);
+      pending = nullptr;
+    }
+    int res = 0;
+    for (const auto& done : ring->WaitAll())
+      if (done.second) res = done.second;
+    if (res) {
+      counters.cache_errors.fetch_add(1, std::memory_order_relaxed);
+      if (!first_err)
+        first_err = Fail(EIO,
+                         "ringcache: cache file read of dirty blocks %d..%d failed (%s); they stay "
+                         "dirty",
+                         r.blocks.front(), r.blocks.back(), strerror(-res));
+      finish(r, false);
+      return;
+    }
+    pending = &r;
+    cur ^= 1;
   };
 
   for (uint64_t b : blocks) {
@@ -124,16 +139,49 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
       len = static_cast<uint32_t>(std::min<uint64_t>(bs_, size_.load() - b * bs_));
     }
     const bool zero = st & kZero;
-    if (!run.empty() && (b != run.back().block + 1 || zero != run_zero ||
-                         (!zero && run_bytes + len > max_run) || run_bytes + len > 0xffffffffull - bs_))
-      write_run();
-    run_zero = zero;
-    run.push_back({b, len});
-    run_bytes += len;
+    Run* r = &runs[cur];
+    if (!r->blocks.empty() && (b != r->blocks.back() + 1 || zero != r->zero ||
+                               (!zero && r->bytes + len > max_run) ||
+                               r->bytes + len > 0xffffffffull - bs_)) {
+      close_run();
+      r = &runs[cur];
+    }
+    r->zero = zero;
+    r->blocks.push_back(b);
+    r->bytes += len;
   }
-  write_run();
-  if (buf) FreeAligned(buf);
+  close_run();
+  if (pending) origin_write(*pending);
+  for (Run& r : runs)
+    if (r.buf) ReleaseWriteBackBuffer(r.buf);
   return first_err;
+}
+
+uint64_t EngineImpl::WriteBackRunBytes() const {
+  return std::max<uint64_t>(bs_, kMaxRunBytes / bs_ * bs_);
+}
+
+uint8_t* EngineImpl::AcquireWriteBackBuffer() {
+  {
+    MutexLock lock(&wb_mu_);
+    if (!wb_free_.empty()) {
+      uint8_t* b = wb_free_.back();
+      wb_free_.pop_back();
+      return b;
+    }
+  }
+  return AllocAligned(WriteBackRunBytes() + bs_);
+}
+
+void EngineImpl::ReleaseWriteBackBuffer(uint8_t* buf) {
+  {
+    MutexLock lock(&wb_mu_);
+    if (wb_free_.size() < 4) {
+      wb_free_.push_back(buf);
+      return;
+    }
+  }
+  FreeAligned(buf);
 }
 
 }  // namespace ringcache

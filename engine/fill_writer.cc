@@ -1,0 +1,105 @@
+#include "engine/fill_writer.h"
+
+#include <cerrno>
+#include <utility>
+
+#include "engine/buffers.h"
+#include "engine/cache_store.h"
+
+namespace ringcache {
+
+FillWriter::FillWriter(int fd, uint32_t block_size, bool direct, unsigned queue_depth,
+                       size_t max_buffers, Publish publish)
+    : fd_(fd),
+      bs_(block_size),
+      direct_(direct),
+      depth_(queue_depth),
+      max_buffers_(max_buffers),
+      publish_(std::move(publish)) {}
+
+FillWriter::~FillWriter() {
+  {
+    MutexLock lock(&mu_);
+    stop_ = true;
+    work_cv_.SignalAll();
+  }
+  if (thread_.joinable()) thread_.join();
+  MutexLock lock(&mu_);
+  // Without a thread (it could not start), publish what is queued as failed.
+  while (!queue_.empty()) {
+    Job job = queue_.front();
+    queue_.pop_front();
+    publish_(job.block, -ECANCELED, job.reserved);
+    free_.push_back(job.buf);
+  }
+  for (uint8_t* b : free_) FreeAligned(b);
+}
+
+uint8_t* FillWriter::TryAcquireBuffer() {
+  MutexLock lock(&mu_);
+  if (stop_) return nullptr;
+  if (!free_.empty()) {
+    uint8_t* b = free_.back();
+    free_.pop_back();
+    return b;
+  }
+  if (allocated_ >= max_buffers_) return nullptr;
+  allocated_++;
+  return AllocAligned(bs_);
+}
+
+void FillWriter::StartLocked() {
+  if (started_) return;
+  started_ = true;
+  thread_ = std::thread([this] { Run(); });
+}
+
+void FillWriter::Enqueue(uint64_t block, uint8_t* buf, uint32_t len, bool reserved) {
+  MutexLock lock(&mu_);
+  queue_.push_back({block, buf, len, reserved});
+  busy_++;
+  StartLocked();
+  work_cv_.Signal();
+}
+
+void FillWriter::WaitIdle() {
+  MutexLock lock(&mu_);
+  while (busy_ > 0) idle_cv_.Wait(&mu_);
+}
+
+void FillWriter::Run() {
+  auto ring_or = Ring::Create(depth_, fd_);
+  std::vector<Job> batch;
+  batch.reserve(depth_);
+  for (;;) {
+    {
+      MutexLock lock(&mu_);
+      while (queue_.empty() && !stop_) work_cv_.Wait(&mu_);
+      if (queue_.empty()) return;  // stopping, nothing left
+      while (!queue_.empty() && batch.size() < depth_) {
+        batch.push_back(queue_.front());
+        queue_.pop_front();
+      }
+    }
+    if (!ring_or.ok()) {
+      for (const Job& job : batch) publish_(job.block, -ENOMEM, job.reserved);
+    } else {
+      Ring* ring = ring_or->get();
+      for (size_t i = 0; i < batch.size(); i++) {
+        uint32_t n = batch[i].len;
+        if (direct_) n = (n + CacheStore::kDirectAlign - 1) / CacheStore::kDirectAlign * CacheStore::kDirectAlign;
+        ring->Write(batch[i].buf, n, batch[i].block * bs_, i);
+      }
+      std::vector<int> results(batch.size(), 0);
+      for (const auto& [tag, res] : ring->WaitAll()) results[tag] = res;
+      for (size_t i = 0; i < batch.size(); i++) publish_(batch[i].block, results[i], batch[i].reserved);
+    }
+    MutexLock lock(&mu_);
+    for (const Job& job : batch) free_.push_back(job.buf);
+    busy_ -= batch.size();
+    batch.clear();
+    if (busy_ == 0) idle_cv_.SignalAll();
+  }
+}
+
+}  // namespace ringcache

@@ -1,0 +1,75 @@
+// FillWriter: writes cache fills in the background.
+//
+// A read miss with cache-on-read answers the client as soon as the origin's
+// bytes are in the client's buffer; the copy into the cache file is handed
+// to this writer, which owns the block's exclusive pin (and space
+// reservation) until the write lands and the block is published as cached.
+// Readers of that block meanwhile wait for the pin, then hit. The bytes in
+// flight are bounded: when the writer is full, the fill is skipped and the
+// block simply stays uncached, so a cache file slower than the origin never
+// slows reads down.
+#ifndef RINGCACHE_ENGINE_FILL_WRITER_H_
+#define RINGCACHE_ENGINE_FILL_WRITER_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "engine/sync.h"
+#include "engine/uring.h"
+
+namespace ringcache {
+
+class FillWriter {
+ public:
+  // publish(block, result, reserved): called on the writer's thread once a
+  // fill has landed (result 0) or failed (negative errno); it must publish
+  // the block's state, release the pin and the reservation.
+  using Publish = std::function<void(uint64_t block, int result, bool reserved)>;
+
+  FillWriter(int fd, uint32_t block_size, bool direct, unsigned queue_depth, size_t max_buffers,
+             Publish publish);
+  ~FillWriter();  // waits for every queued fill, then stops the thread
+
+  // A buffer for one block, or null when the writer is full.
+  uint8_t* TryAcquireBuffer();
+  // Queues the write of `len` bytes of `buf` (from TryAcquireBuffer) as
+  // block `block`. Ownership of the pin and reservation passes to the writer.
+  void Enqueue(uint64_t block, uint8_t* buf, uint32_t len, bool reserved);
+  // Waits until every fill queued so far has been published.
+  void WaitIdle();
+
+ private:
+  struct Job {
+    uint64_t block;
+    uint8_t* buf;
+    uint32_t len;
+    bool reserved;
+  };
+  void Run();
+  void StartLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const int fd_;
+  const uint32_t bs_;
+  const bool direct_;
+  const unsigned depth_;
+  const size_t max_buffers_;
+  const Publish publish_;
+
+  Mutex mu_;
+  CondVar work_cv_, idle_cv_;
+  std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint8_t*> free_ ABSL_GUARDED_BY(mu_);
+  size_t allocated_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t busy_ ABSL_GUARDED_BY(mu_) = 0;  // jobs queued or being written
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace ringcache
+
+#endif  // RINGCACHE_ENGINE_FILL_WRITER_H_
