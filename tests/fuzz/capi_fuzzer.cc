@@ -234,7 +234,7 @@ const Param kBad[] = {
     {"workers=0", "workers"},
     {"workers=100000", "workers"},
     {"no-such-key=1", "no-such-key"},
-    {"=writeback", "="},
+    {"=writeback", "''"},  // the empty key, quoted
 };
 
 // Builds the parameter list. Returns the expected open result: 0, -EINVAL
