@@ -109,7 +109,7 @@ absl::StatusOr<unsigned> ParseUnsigned(absl::string_view key, absl::string_view 
   if (*s == '\0') return Invalid(key, value, "could not parse number: empty");
   char* end = nullptr;
   errno = 0;
-  unsigned long long r = strtoull(s, &end, 10);
+  unsigned long long r = strtoull(s, &end, 0);
   if (end == s || *end != '\0') return Invalid(key, value, "could not parse number");
   if (errno == ERANGE || r > UINT_MAX) return Invalid(key, value, "number out of range");
   return static_cast<unsigned>(r);

@@ -70,6 +70,7 @@ void Engine::ForEachExtent(uint64_t offset, uint64_t count,
   impl_->ForEachExtent(offset, count, fn);
 }
 Stats Engine::GetStats() const { return impl_->GetStats(); }
+CacheFaults& Engine::cache_faults() { return impl_->cache_faults_; }
 
 // ---- EngineImpl: setup ----
 
@@ -89,13 +90,14 @@ EngineImpl::EngineImpl(const Config& config, std::unique_ptr<CacheStore> store)
   // Background fills: up to 32 MiB (at least 8 blocks) of cache writes in flight.
   const size_t fill_buffers = std::max<size_t>(8, (32u << 20) / bs_);
   fill_writer_ = std::make_unique<FillWriter>(
-      store_->fd(), bs_, direct, config_.queue_depth, fill_buffers,
+      store_->fd(), bs_, direct, config_.queue_depth, fill_buffers, &cache_faults_,
       [this](uint64_t block, int result, bool reserved) { PublishFill(block, result, reserved); });
   const unsigned depth = config_.queue_depth;
   const int fd = store_->fd();
+  CacheFaults* faults = &cache_faults_;
   threads_ = PerThread<ThreadContext>::Make(
-      [bs, direct, depth, fd]() -> absl::StatusOr<std::unique_ptr<ThreadContext>> {
-        auto ring = Ring::Create(depth, fd);
+      [bs, direct, depth, fd, faults]() -> absl::StatusOr<std::unique_ptr<ThreadContext>> {
+        auto ring = Ring::Create(depth, fd, faults);
         if (!ring.ok()) return ring.status();
         auto ctx = std::make_unique<ThreadContext>(bs, direct);
         ctx->ring = std::move(*ring);

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/backend.h"
+#include "engine/cache_faults.h"
 #include "engine/config.h"
 #include "engine/stats.h"
 
@@ -74,6 +75,9 @@ class Engine {
                      const std::function<void(uint64_t offset, uint64_t length, ExtentKind kind)>& fn) const;
 
   Stats GetStats() const;
+
+  // Fault injection into cache-file I/O, for tests (see cache_faults.h).
+  CacheFaults& cache_faults();
 
  private:
   explicit Engine(std::unique_ptr<EngineImpl> impl);

@@ -89,6 +89,7 @@ class EngineImpl {
                      const std::function<void(uint64_t, uint64_t, ExtentKind)>& fn) const;
   Stats GetStats() const;
 
+  CacheFaults cache_faults_;  // declared first: the rings point at it
   const Config config_;
   const std::unique_ptr<CacheStore> store_;
   const uint32_t bs_;

@@ -9,12 +9,13 @@
 namespace ringcache {
 
 FillWriter::FillWriter(int fd, uint32_t block_size, bool direct, unsigned queue_depth,
-                       size_t max_buffers, Publish publish)
+                       size_t max_buffers, CacheFaults* faults, Publish publish)
     : fd_(fd),
       bs_(block_size),
       direct_(direct),
       depth_(queue_depth),
       max_buffers_(max_buffers),
+      faults_(faults),
       publish_(std::move(publish)) {}
 
 FillWriter::~FillWriter() {
@@ -68,7 +69,7 @@ void FillWriter::WaitIdle() {
 }
 
 void FillWriter::Run() {
-  auto ring_or = Ring::Create(depth_, fd_);
+  auto ring_or = Ring::Create(depth_, fd_, faults_);
   std::vector<Job> batch;
   batch.reserve(depth_);
   for (;;) {

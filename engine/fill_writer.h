@@ -31,7 +31,7 @@ class FillWriter {
   using Publish = std::function<void(uint64_t block, int result, bool reserved)>;
 
   FillWriter(int fd, uint32_t block_size, bool direct, unsigned queue_depth, size_t max_buffers,
-             Publish publish);
+             CacheFaults* faults, Publish publish);
   ~FillWriter();  // waits for every queued fill, then stops the thread
 
   // A buffer for one block, or null when the writer is full.
@@ -57,6 +57,7 @@ class FillWriter {
   const bool direct_;
   const unsigned depth_;
   const size_t max_buffers_;
+  CacheFaults* const faults_;
   const Publish publish_;
 
   Mutex mu_;

@@ -10,8 +10,9 @@
 
 namespace ringcache {
 
-absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries, int fd) {
+absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries, int fd, CacheFaults* faults) {
   std::unique_ptr<Ring> r(new Ring());
+  r->faults_ = faults;
   int err = io_uring_queue_init(entries, &r->ring_, 0);
   if (err < 0) {
     return absl::UnavailableError(absl::StrFormat(
@@ -58,6 +59,7 @@ void Ring::ReapOne(bool wait) {
   } else {
     result = 0;
   }
+  if (result == 0 && faults_ && p.expect != 0) result = faults_->Next(p.write);
   reported_[slot] = 1;
   done_.emplace_back(tags_[slot], result);
 }

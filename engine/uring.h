@@ -12,13 +12,16 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/cache_faults.h"
 
 namespace ringcache {
 
 class Ring {
  public:
   // entries: submission queue size. fd: the cache file.
-  static absl::StatusOr<std::unique_ptr<Ring>> Create(unsigned entries, int fd);
+  // faults: optional fault injection (tests), consulted at every completion.
+  static absl::StatusOr<std::unique_ptr<Ring>> Create(unsigned entries, int fd,
+                                                      CacheFaults* faults = nullptr);
   ~Ring();
 
   Ring(const Ring&) = delete;
@@ -51,6 +54,7 @@ class Ring {
   void StartBatchIfNeeded();
 
   io_uring ring_{};
+  CacheFaults* faults_ = nullptr;
   bool initialised_ = false;
   unsigned entries_ = 0;
   unsigned in_flight_ = 0;

@@ -1,0 +1,37 @@
+// CacheFaults: fault injection for cache-file I/O, for tests. Every ring of
+// an engine consults it when an op completes; while a rate is non-zero,
+// about one in N reads (or writes) completes with `error` instead.
+#ifndef RINGCACHE_ENGINE_CACHE_FAULTS_H_
+#define RINGCACHE_ENGINE_CACHE_FAULTS_H_
+
+#include <atomic>
+#include <cstdint>
+
+namespace ringcache {
+
+struct CacheFaults {
+  std::atomic<uint32_t> fail_reads_one_in{0};
+  std::atomic<uint32_t> fail_writes_one_in{0};
+  std::atomic<int> error{5 /*EIO*/};
+  std::atomic<uint64_t> injected{0};
+
+  // Returns 0, or the negative errno to complete this op with.
+  int Next(bool write) {
+    uint32_t n = (write ? fail_writes_one_in : fail_reads_one_in).load(std::memory_order_relaxed);
+    if (n == 0) return 0;
+    uint64_t z = calls_.fetch_add(1, std::memory_order_relaxed) + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    if (z % n) return 0;
+    injected.fetch_add(1, std::memory_order_relaxed);
+    return -error.load(std::memory_order_relaxed);
+  }
+
+ private:
+  std::atomic<uint64_t> calls_{0};
+};
+
+}  // namespace ringcache
+
+#endif  // RINGCACHE_ENGINE_CACHE_FAULTS_H_
