@@ -66,6 +66,8 @@ build() {
   "$CXX" "${CXXFLAGS[@]}" -fsanitize=fuzzer,$SANITIZE "$FUZZ_DIR/capi_fuzzer.cc" "${objs[@]}" \
     "${LIBS[@]}" -o "$BIN.tmp"
   mv "$BIN.tmp" "$BIN"
+  # Keep the 3 newest builds only (each is ~12 MB).
+  ls -td "$(dirname "$dir")"/*/ 2>/dev/null | tail -n +4 | xargs -r rm -rf
 }
 
 # Options every run uses: small inputs (the decoder needs few bytes), a
