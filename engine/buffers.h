@@ -25,7 +25,7 @@ class BufferCache {
   void Put(uint8_t* buf);
 
  private:
-  static constexpr size_t kKeep = 8;
+  static constexpr size_t kKeep = 2;  // per thread: nbdkit runs 16 threads per connection
   uint32_t block_size_;
   std::vector<uint8_t*> free_;
 };
