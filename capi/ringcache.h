@@ -7,7 +7,7 @@
  *
  * Build and link:   bazel build //capi:libringcache.so
  *                   cc app.c $(pkg-config --cflags --libs ringcache)
- * Example program:  capi/example.c      Guide: docs/c_api.md
+ * Example program:  capi/example.c      Guide: README.md, "C API"
  *
  * Conventions (every function below follows them unless it says otherwise):
  *

@@ -4,7 +4,7 @@
 //
 // Thin by design: parameters go to ringcache::Config, each request wraps its
 // `next` in an NbdkitBackend on the stack and calls the Engine, results come
-// back as nbdkit errno/error messages. See docs/nbdkit_filter.md.
+// back as nbdkit errno/error messages. See README.md, "The nbdkit filter".
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
