@@ -176,22 +176,31 @@ bool EngineImpl::NeedsAlignment(const void* ptr, uint64_t off, uint64_t len) con
   return (reinterpret_cast<uintptr_t>(ptr) % a) || (off % a) || (len % a);
 }
 
+int EngineImpl::CheckRange(const char* what, uint32_t count, uint64_t offset, int err) const {
+  const uint64_t size = size_.load();
+  if (count > size || offset > size - count)
+    return Fail(err, "ringcache: %s of %d bytes at offset %d is past the end (size %d)", what, count,
+                offset, size);
+  return 0;
+}
+
+void EngineImpl::ReleaseResources(ThreadContext* ctx, BlockPlan& p) {
+  if (p.reserved) {
+    Unreserve();
+    p.reserved = false;
+  }
+  if (p.bounce) {
+    ctx->buffers.Put(p.bounce);
+    p.bounce = nullptr;
+  }
+}
+
 void EngineImpl::Unpin(BlockPlan& p) {
   if (!p.pinned) return;
   Shard& s = map_.ShardOf(p.block);
   MutexLock lock(&s.mu);
   s.Unpin(p.block, p.pin);
   p.pinned = false;
-}
-
-void EngineImpl::UnpinAll(std::vector<BlockPlan>& plans) {
-  for (BlockPlan& p : plans) {
-    if (p.reserved) {
-      Unreserve();
-      p.reserved = false;
-    }
-    Unpin(p);
-  }
 }
 
 void EngineImpl::QueueRuns(Ring* ring, std::vector<BlockPlan>& plans, Act act, bool write) {

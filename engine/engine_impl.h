@@ -105,8 +105,12 @@ class EngineImpl {
   void BuildPlans(ThreadContext* ctx, uint64_t offset, uint64_t count);
   uint64_t FileOffset(const BlockPlan& p) const { return p.block * bs_ + p.data_off; }
   bool NeedsAlignment(const void* ptr, uint64_t off, uint64_t len) const;
+  // 0 if [offset, offset+count) is inside the disk; else sets the message
+  // ("<what> of N bytes at offset O is past the end") and returns err.
+  int CheckRange(const char* what, uint32_t count, uint64_t offset, int err) const;
+  // Gives back a plan's space reservation and bounce buffer.
+  void ReleaseResources(ThreadContext* ctx, BlockPlan& p);
   void Unpin(BlockPlan& p);
-  void UnpinAll(std::vector<BlockPlan>& plans);
   CounterSlot& Counters();
 
   // cache_misses: fill the cache with missed blocks; sync_fill: wait for

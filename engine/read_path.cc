@@ -12,10 +12,7 @@
 namespace ringcache {
 
 int EngineImpl::Read(Backend& origin, void* buf, uint32_t count, uint64_t offset) {
-  const uint64_t size = size_.load();
-  if (count > size || offset > size - count)
-    return Fail(EINVAL, "ringcache: read of %d bytes at offset %d is past the end (size %d)", count,
-                offset, size);
+  if (int err = CheckRange("read", count, offset, EINVAL)) return err;
   if (count == 0) return 0;
   if (buf == nullptr) return Fail(EINVAL, "ringcache: read into a null buffer");
   return ReadImpl(origin, static_cast<uint8_t*>(buf), count, offset, config_.CacheOnReadNow(),
@@ -23,11 +20,9 @@ int EngineImpl::Read(Backend& origin, void* buf, uint32_t count, uint64_t offset
 }
 
 int EngineImpl::Prefetch(Backend& origin, uint32_t count, uint64_t offset) {
-  const uint64_t size = size_.load();
-  if (count > size || offset > size - count)
-    return Fail(EINVAL, "ringcache: cache request of %d bytes at offset %d is past the end (size %d)",
-                count, offset, size);
+  if (int err = CheckRange("cache request", count, offset, EINVAL)) return err;
   if (count == 0) return 0;
+  const uint64_t size = size_.load();
   // Round out to whole blocks, as nbdkit's filter does; read into a scratch
   // buffer in slices so a huge request does not need a huge buffer.
   uint64_t start = offset / bs_ * bs_;
@@ -206,14 +201,7 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
       s.Unpin(p.block, p.pin);
       p.pinned = false;
     }
-    if (p.reserved) {
-      Unreserve();
-      p.reserved = false;
-    }
-    if (p.bounce) {
-      ctx->buffers.Put(p.bounce);
-      p.bounce = nullptr;
-    }
+    ReleaseResources(ctx, p);
   }
   counters.hits.fetch_add(hits, std::memory_order_relaxed);
   counters.misses.fetch_add(misses, std::memory_order_relaxed);

@@ -16,23 +16,17 @@ namespace ringcache {
 
 int EngineImpl::Write(Backend& origin, const void* buf, uint32_t count, uint64_t offset,
                       uint32_t flags) {
-  const uint64_t size = size_.load();
   if (flags & ~kFlagFua) return Fail(EINVAL, "ringcache: write with unsupported flags 0x%x", flags);
-  if (count > size || offset > size - count)
-    return Fail(ENOSPC, "ringcache: write of %d bytes at offset %d is past the end (size %d)", count,
-                offset, size);
+  if (int err = CheckRange("write", count, offset, ENOSPC)) return err;
   if (count == 0) return 0;
   if (buf == nullptr) return Fail(EINVAL, "ringcache: write from a null buffer");
   return WriteImpl(origin, static_cast<const uint8_t*>(buf), count, offset, flags, /*zero=*/false);
 }
 
 int EngineImpl::Zero(Backend& origin, uint32_t count, uint64_t offset, uint32_t flags) {
-  const uint64_t size = size_.load();
   if (flags & ~(kFlagFua | kFlagMayTrim | kFlagFastZero))
     return Fail(EINVAL, "ringcache: zero with unsupported flags 0x%x", flags);
-  if (count > size || offset > size - count)
-    return Fail(ENOSPC, "ringcache: zero of %d bytes at offset %d is past the end (size %d)", count,
-                offset, size);
+  if (int err = CheckRange("zero", count, offset, ENOSPC)) return err;
   // Like nbdkit's cache filter: a zero here is never faster than a write.
   if (flags & kFlagFastZero) return Fail(ENOTSUP, "ringcache: fast zero is not supported");
   if (count == 0) return 0;
@@ -156,10 +150,9 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
   }
   if (err) {
     for (BlockPlan& p : plans) {
-      if (p.bounce) ctx->buffers.Put(p.bounce);
-      p.bounce = nullptr;
+      ReleaseResources(ctx, p);
+      Unpin(p);
     }
-    UnpinAll(plans);
     return err;
   }
 
@@ -297,14 +290,7 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
       s.Unpin(p.block, p.pin);
       p.pinned = false;
     }
-    if (p.reserved) {
-      Unreserve();
-      p.reserved = false;
-    }
-    if (p.bounce) {
-      ctx->buffers.Put(p.bounce);
-      p.bounce = nullptr;
-    }
+    ReleaseResources(ctx, p);
   }
 
   if (!err && flush_after && origin.CanFlush()) {
@@ -316,11 +302,8 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
 }
 
 int EngineImpl::Trim(Backend& origin, uint32_t count, uint64_t offset, uint32_t flags) {
-  const uint64_t size = size_.load();
   if (flags & ~kFlagFua) return Fail(EINVAL, "ringcache: trim with unsupported flags 0x%x", flags);
-  if (count > size || offset > size - count)
-    return Fail(ENOSPC, "ringcache: trim of %d bytes at offset %d is past the end (size %d)", count,
-                offset, size);
+  if (int err = CheckRange("trim", count, offset, ENOSPC)) return err;
   if (count == 0) return 0;
   auto ctx_or = Context();
   if (!ctx_or.ok()) return ContextError(ctx_or.status());
