@@ -4,6 +4,7 @@
 // reference; the engine keeps serving. Also: a missing cache directory.
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -499,6 +500,28 @@ TEST(CacheDir, CacheDirThatIsAFileIsAnOpenErrorNamingIt) {
   auto engine = Engine::Open(*config);
   ASSERT_FALSE(engine.ok());
   EXPECT_TRUE(absl::StrContains(engine.status().message(), file)) << engine.status();
+}
+
+// The cache file is private: mode 0600, no name (O_TMPFILE or unlinked), so
+// no other user can open it or pre-create its path.
+TEST(CacheDir, CacheFileIsPrivateAndNameless) {
+  TempDir dir;
+  MemoryBackend origin(1 << 20);
+  auto engine = OpenEngine({"cache-min-block-size=4K"}, origin, dir.path());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  int found = 0;
+  for (auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    std::string target = std::filesystem::read_symlink(e.path(), ec).string();
+    if (ec || target.rfind(dir.path() + "/", 0) != 0) continue;
+    found++;
+    EXPECT_NE(target.find("(deleted)"), std::string::npos) << target << " still has a name";
+    struct stat st;
+    ASSERT_EQ(stat(e.path().c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0600u) << target;
+    EXPECT_EQ(st.st_nlink, 0u) << target;
+  }
+  EXPECT_EQ(found, 1) << "expected exactly one open cache file under " << dir.path();
 }
 
 TEST(CacheDir, CacheFileIsNotVisibleInTheDirectory) {
