@@ -78,10 +78,4 @@ absl::Status CacheStore::Resize(uint64_t blocks) {
   return absl::OkStatus();
 }
 
-uint64_t CacheStore::AllocatedBytes() const {
-  struct stat st;
-  if (fstat(fd_, &st) == -1) return 0;
-  return static_cast<uint64_t>(st.st_blocks) * 512;
-}
-
 }  // namespace ringcache

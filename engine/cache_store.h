@@ -35,9 +35,6 @@ class CacheStore {
   // Sizes the (sparse) file to hold `blocks` whole blocks.
   absl::Status Resize(uint64_t blocks);
 
-  // Bytes the file occupies on disk (st_blocks * 512).
-  uint64_t AllocatedBytes() const;
-
  private:
   CacheStore(int fd, uint32_t block_size, bool direct_io)
       : fd_(fd), block_size_(block_size), direct_io_(direct_io) {}

@@ -153,6 +153,16 @@ CounterSlot& EngineImpl::Counters() {
 
 // ---- plan building and I/O plumbing ----
 
+ThreadContext* EngineImpl::BeginRequest(uint64_t offset, uint64_t count, int* err) {
+  auto ctx = Context();
+  if (!ctx.ok()) {
+    *err = ContextError(ctx.status());
+    return nullptr;
+  }
+  BuildPlans(*ctx, offset, count);
+  return *ctx;
+}
+
 void EngineImpl::BuildPlans(ThreadContext* ctx, uint64_t offset, uint64_t count) {
   std::vector<BlockPlan>& plans = ctx->plans;
   plans.clear();

@@ -61,7 +61,6 @@ struct ThreadContext {
   std::unique_ptr<Ring> ring;
   BufferCache buffers;
   std::vector<BlockPlan> plans;
-  std::vector<uint64_t> blocks;
   explicit ThreadContext(uint32_t block_size, bool aligned) : buffers(block_size, aligned) {}
 };
 
@@ -103,6 +102,9 @@ class EngineImpl {
   absl::StatusOr<ThreadContext*> Context();
   int ContextError(const absl::Status& s);
   void BuildPlans(ThreadContext* ctx, uint64_t offset, uint64_t count);
+  // The calling thread's context with ctx->plans built for the request, or
+  // null with *err set (no ring could be set up for this thread).
+  ThreadContext* BeginRequest(uint64_t offset, uint64_t count, int* err);
   uint64_t FileOffset(const BlockPlan& p) const { return p.block * bs_ + p.data_off; }
   bool NeedsAlignment(const void* ptr, uint64_t off, uint64_t len) const;
   // 0 if [offset, offset+count) is inside the disk; else sets the message

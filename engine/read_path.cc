@@ -41,11 +41,10 @@ int EngineImpl::Prefetch(Backend& origin, uint32_t count, uint64_t offset) {
 
 int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t offset,
                          bool cache_misses, bool sync_fill) {
-  auto ctx_or = Context();
-  if (!ctx_or.ok()) return ContextError(ctx_or.status());
-  ThreadContext* ctx = *ctx_or;
+  int ctx_err = 0;
+  ThreadContext* ctx = BeginRequest(offset, count, &ctx_err);
+  if (ctx == nullptr) return ctx_err;
   Ring* ring = ctx->ring.get();
-  BuildPlans(ctx, offset, count);
   std::vector<BlockPlan>& plans = ctx->plans;
   CounterSlot& counters = Counters();
   uint64_t hits = 0, misses = 0;

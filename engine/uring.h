@@ -40,8 +40,6 @@ class Ring {
   // (tag, result) pairs: result is 0 or a negative errno.
   const std::vector<std::pair<uint64_t, int>>& WaitAll();
 
-  size_t pending() const { return pending_.size(); }
-
  private:
   struct Pending {
     uint32_t expect;

@@ -35,11 +35,10 @@ int EngineImpl::Zero(Backend& origin, uint32_t count, uint64_t offset, uint32_t 
 
 int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, uint64_t offset,
                           uint32_t flags, bool zero) {
-  auto ctx_or = Context();
-  if (!ctx_or.ok()) return ContextError(ctx_or.status());
-  ThreadContext* ctx = *ctx_or;
+  int ctx_err = 0;
+  ThreadContext* ctx = BeginRequest(offset, count, &ctx_err);
+  if (ctx == nullptr) return ctx_err;
   Ring* ring = ctx->ring.get();
-  BuildPlans(ctx, offset, count);
   std::vector<BlockPlan>& plans = ctx->plans;
 
   const CacheMode mode = config_.mode;
@@ -305,11 +304,10 @@ int EngineImpl::Trim(Backend& origin, uint32_t count, uint64_t offset, uint32_t 
   if (flags & ~kFlagFua) return Fail(EINVAL, "ringcache: trim with unsupported flags 0x%x", flags);
   if (int err = CheckRange("trim", count, offset, ENOSPC)) return err;
   if (count == 0) return 0;
-  auto ctx_or = Context();
-  if (!ctx_or.ok()) return ContextError(ctx_or.status());
-  ThreadContext* ctx = *ctx_or;
+  int ctx_err = 0;
+  ThreadContext* ctx = BeginRequest(offset, count, &ctx_err);
+  if (ctx == nullptr) return ctx_err;
   Ring* ring = ctx->ring.get();
-  BuildPlans(ctx, offset, count);
   std::vector<BlockPlan>& plans = ctx->plans;
 
   uint64_t first_full = UINT64_MAX, end_full = 0;
