@@ -379,6 +379,7 @@ int rc_get_stats(rc_engine* e, rc_stats* out) {
   full.origin_writes = s.origin_writes;
   full.cache_errors = s.cache_errors;
   full.cache_bytes = s.cache_bytes;
+  full.fills_deferred = s.fills_deferred;
 
   // Copy whole uint64_t fields only, and nothing past the caller's size.
   const size_t first = offsetof(rc_stats, hits);

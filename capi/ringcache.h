@@ -126,6 +126,9 @@ typedef struct rc_stats {
   uint64_t origin_writes;     /* origin pwrite/zero calls made by write-back */
   uint64_t cache_errors;      /* failed cache-file I/Os */
   uint64_t cache_bytes;       /* cache file space in use, in bytes */
+  uint64_t fills_deferred;    /* read misses not cached because a full cache
+                                 (cache-max-size) admits a block only on its
+                                 second miss */
 } rc_stats;
 
 /* Completion of an asynchronous request (rc_submit_*).  result is 0 or a

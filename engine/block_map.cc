@@ -5,6 +5,7 @@ namespace ringcache {
 int Shard::Set(uint64_t block, uint64_t index, uint8_t state) {
   uint8_t old = states[index];
   states[index] = state;
+  if (state & kCached) ghosts[index] = 0;
   bool was_cached = old & kCached, is_cached = state & kCached;
   bool was_data = was_cached && !(old & kZero), is_data = is_cached && !(state & kZero);
   bool was_dirty = old & kDirty, is_dirty = state & kDirty;
@@ -78,6 +79,7 @@ void BlockMap::Resize(uint64_t blocks) {
     for (uint64_t idx = count; idx < s.states.size(); idx++)
       s.Set(idx * shard_count_ + i, idx, 0);
     s.states.resize(count, 0);
+    s.ghosts.resize(count, 0);
   }
 }
 

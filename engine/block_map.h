@@ -2,7 +2,7 @@
 //
 // Block b belongs to shard b % shards (so a sequential request spreads over
 // shards); each shard has its own Mutex. Per block it keeps one byte of state
-// (kCached, kDirty, kZero, kRef). While a request works on a block without
+// (kCached, kDirty, kZero, kRef) and one byte of ghost tag. While a request works on a block without
 // holding the lock, it holds a pin on it: shared (reads of the cached copy,
 // write-back) or exclusive (anything that changes the cached copy or the
 // state). Pins live in a small per-shard map, so a block costs one byte.
@@ -40,6 +40,10 @@ struct alignas(64) Shard {
   };
 
   std::vector<uint8_t> states ABSL_GUARDED_BY(mu);          // index: block / shards
+  // Per block not cached: the ghost tag (1-255) of the window of misses in
+  // which a read last missed it while the cache was full, or 0. See
+  // EngineImpl::AdmitFill. Caching the block, or the CLOCK hand, clears it.
+  std::vector<uint8_t> ghosts ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<uint64_t, PinCount> pins ABSL_GUARDED_BY(mu);
   absl::flat_hash_set<uint64_t> dirty ABSL_GUARDED_BY(mu);  // dirty block numbers
   uint64_t cached_blocks ABSL_GUARDED_BY(mu) = 0;           // with kCached

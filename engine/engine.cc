@@ -323,6 +323,30 @@ bool EngineImpl::Reserve() {
   return true;
 }
 
+bool EngineImpl::AdmitFill(Shard& s, uint64_t idx) {
+  if (!capped() || !evicting_.load(std::memory_order_relaxed)) return true;
+  if (used_blocks_.load(std::memory_order_relaxed) <
+      static_cast<int64_t>(low_blocks_.load(std::memory_order_relaxed) / 2)) {
+    evicting_.store(false, std::memory_order_relaxed);  // room again (trims, a bigger limit)
+    return true;
+  }
+  // Misses are counted in windows of max_blocks/8; tags cycle through
+  // 1..255. A tag set 0-3 windows ago is live, so a ghost lasts between 3/8
+  // and 1/2 of max_blocks misses. The CLOCK hand clears the tags it passes,
+  // so a stale tag rarely lives to come round again.
+  const uint64_t window = std::max<uint64_t>(16, max_blocks_.load(std::memory_order_relaxed) / 8);
+  const uint64_t n = full_misses_.fetch_add(1, std::memory_order_relaxed);
+  const unsigned now = static_cast<unsigned>((n / window) % 255) + 1;
+  const unsigned tag = s.ghosts[idx];
+  if (tag != 0 && (now + 255 - tag) % 255 < 4) {
+    s.ghosts[idx] = 0;
+    return true;
+  }
+  s.ghosts[idx] = static_cast<uint8_t>(now);
+  Counters().fills_deferred.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
 // ---- stats and extents ----
 
 void EngineImpl::PublishFill(uint64_t block, int result, bool reserved) {
@@ -352,6 +376,7 @@ Stats EngineImpl::GetStats() const {
     st.writebacks += c.writebacks.load(std::memory_order_relaxed);
     st.origin_writes += c.origin_writes.load(std::memory_order_relaxed);
     st.cache_errors += c.cache_errors.load(std::memory_order_relaxed);
+    st.fills_deferred += c.fills_deferred.load(std::memory_order_relaxed);
   }
   uint64_t data = 0;
   for (unsigned i = 0; i < map_.shard_count(); i++) {

@@ -68,6 +68,7 @@ struct ThreadContext {
 struct alignas(64) CounterSlot {
   std::atomic<uint64_t> hits{0}, misses{0}, bytes_from_cache{0}, bytes_from_origin{0};
   std::atomic<uint64_t> evictions{0}, writebacks{0}, origin_writes{0}, cache_errors{0};
+  std::atomic<uint64_t> fills_deferred{0};
 };
 
 class EngineImpl {
@@ -138,6 +139,17 @@ class EngineImpl {
   // holds now (reclaim clean blocks, serve the rest without caching).
   void OnCacheFull();
   bool Reserve();
+  // Admission of a read miss into a capped cache, after 2Q's ghost queue
+  // (Johnson and Shasha, VLDB 1994). Until reclaim has had to evict, every
+  // miss is cached. From then on caching a block means evicting another (the
+  // space reclaim frees down to the low mark is soon taken), so a block is
+  // admitted only when it misses again within the last ~max_blocks/2 misses
+  // (2Q's A1out size); its first miss only leaves a ghost tag. A one-off
+  // read of a cold block then does not push out a block that is reused, and
+  // random reads over a disk far larger than the cache do not pay a cache
+  // write and a hole punch for most reads. Prefetch (NBD_CMD_CACHE) always
+  // caches.
+  bool AdmitFill(Shard& s, uint64_t idx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   void Unreserve() { used_blocks_.fetch_sub(1, std::memory_order_relaxed); }
   void AccountDelta(int delta) { if (delta) used_blocks_.fetch_add(delta, std::memory_order_relaxed); }
   void MaybeReclaim(Backend& origin);
@@ -168,6 +180,10 @@ class EngineImpl {
   std::atomic<int64_t> used_blocks_{0};     // data blocks + reservations
   std::atomic<bool> reclaiming_{false};
   std::atomic<uint64_t> clock_hand_{0};
+  std::atomic<uint64_t> full_misses_{0};    // read misses counted by AdmitFill
+  // Reclaim has evicted blocks and the cache has not emptied below half the
+  // low mark since: a new block now costs an old one.
+  std::atomic<bool> evicting_{false};
 };
 
 }  // namespace ringcache

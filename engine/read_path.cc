@@ -87,7 +87,8 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
         break;
       }
       misses++;
-      if (cache_misses && s.CanPin(p.block, PinMode::kExclusive) && Reserve()) {
+      if (cache_misses && s.CanPin(p.block, PinMode::kExclusive) &&
+          (sync_fill || AdmitFill(s, idx)) && Reserve()) {
         s.Pin(p.block, PinMode::kExclusive);
         p.pinned = true;
         p.pin = PinMode::kExclusive;
@@ -111,7 +112,8 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
         s.WaitForChange(p.block);
         continue;
       }
-      // Not caching (off, or no room): read the covered bytes from the origin.
+      // Not caching (off, not admitted, or no room): read the covered bytes
+      // from the origin.
       p.act = Act::kOriginRead;
       p.data = dst;
       p.data_off = p.begin;

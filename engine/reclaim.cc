@@ -59,7 +59,11 @@ void EngineImpl::Reclaim(Backend& origin) {
       MutexLock lock(&s.mu);
       if (idx >= s.states.size()) continue;
       uint8_t st = s.Get(idx);
-      if (!(st & kCached) || (st & kZero)) continue;  // holes take no space
+      if (!(st & kCached)) {
+        s.ghosts[idx] = 0;  // the ghost expires
+        continue;
+      }
+      if (st & kZero) continue;  // holes take no space
       if (st & kRef) {
         s.states[idx] = st & ~kRef;
         continue;
@@ -87,6 +91,7 @@ void EngineImpl::Reclaim(Backend& origin) {
       s.Unpin(b, PinMode::kExclusive);
     }
     counters.evictions.fetch_add(evict.size(), std::memory_order_relaxed);
+    if (!evict.empty()) evicting_.store(true, std::memory_order_relaxed);
   }
 }
 

@@ -18,6 +18,8 @@ struct Stats {
   uint64_t origin_writes = 0;      // origin write/zero calls made by write-back
   uint64_t cache_errors = 0;       // failed cache-file I/Os
   uint64_t cache_bytes = 0;        // bytes of cache file space in use (cached, non-zero blocks)
+  uint64_t fills_deferred = 0;     // read misses not cached because the full cache admits a
+                                   // block only on its second miss (cache-max-size)
 };
 
 }  // namespace ringcache

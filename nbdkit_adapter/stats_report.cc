@@ -25,6 +25,7 @@ std::string FormatStats(const Stats& s, const char* separator) {
       {"origin_writes", s.origin_writes},
       {"cache_errors", s.cache_errors},
       {"cache_bytes", s.cache_bytes},
+      {"fills_deferred", s.fills_deferred},
   };
   std::string out;
   for (const auto& [key, value] : fields) {

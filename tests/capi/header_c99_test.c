@@ -16,7 +16,7 @@ typedef char stats_writebacks_at_64[offsetof (rc_stats, writebacks) == 64 ? 1 : 
 int main (void)
 {
   rc_origin origin = { sizeof (rc_origin), NULL, NULL, NULL, NULL, NULL, NULL, NULL };
-  rc_stats stats = { sizeof (rc_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+  rc_stats stats = { sizeof (rc_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
   printf ("rc_origin %u bytes, rc_stats %u bytes\n", (unsigned) origin.struct_size,
           (unsigned) stats.struct_size);
   return 0;

@@ -458,6 +458,43 @@ TEST_P(EngineBasic, CacheOnReadTrueCachesReads) {
   EXPECT_EQ(s.blocks_dirty, 0u);
 }
 
+// With cache-max-size, once reclaim has had to evict, a read miss is cached
+// only when the block misses again soon after (2Q's ghost queue): the first
+// miss leaves a ghost, the second caches, the third hits. Prefetch always
+// caches.
+TEST_P(EngineBasic, FullCacheAdmitsAReadMissOnItsSecondMiss) {
+  ASSERT_NO_FATAL_FAILURE(Open(1024 * 4096, {"cache-on-read=true", "cache-max-size=1M"}));
+  ASSERT_EQ(B, 4096u) << "the test counts 4K blocks";
+  // 256 blocks of room: reading 300 blocks makes reclaim evict.
+  for (uint64_t b = 0; b < 300; b++) ASSERT_NO_FATAL_FAILURE(CheckRead(b * B, B));
+  Stats s = engine_->GetStats();
+  ASSERT_GT(s.evictions, 0u);
+  ASSERT_GT(s.fills_deferred, 0u) << "misses after the first eviction should leave ghosts";
+  EXPECT_LE(s.blocks_cached, 256u);
+
+  const uint64_t fresh = 800 * B;
+  const uint64_t deferred = s.fills_deferred;
+  ASSERT_NO_FATAL_FAILURE(CheckRead(fresh, B));  // first miss: a ghost, not cached
+  s = engine_->GetStats();
+  EXPECT_EQ(s.fills_deferred, deferred + 1);
+  const uint64_t misses = s.misses;
+  ASSERT_NO_FATAL_FAILURE(CheckRead(fresh, B));  // second miss: cached
+  s = engine_->GetStats();
+  EXPECT_EQ(s.misses, misses + 1);
+  EXPECT_EQ(s.fills_deferred, deferred + 1);
+  const uint64_t origin_reads = origin_->reads.load();
+  ASSERT_NO_FATAL_FAILURE(CheckRead(fresh, B));  // a hit
+  EXPECT_EQ(origin_->reads.load(), origin_reads) << "the third read went to the origin";
+  EXPECT_EQ(engine_->GetStats().misses, misses + 1);
+
+  ASSERT_EQ(engine_->Prefetch(*origin_, B, 810 * B), 0) << LastErrorText();
+  const uint64_t after_prefetch = origin_->reads.load();
+  ASSERT_NO_FATAL_FAILURE(CheckRead(810 * B, B));
+  EXPECT_EQ(origin_->reads.load(), after_prefetch) << "a prefetched block was not cached";
+  EXPECT_LE(engine_->GetStats().blocks_cached, 256u);
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+}
+
 TEST_P(EngineBasic, CacheOnReadPathFollowsTheFile) {
   std::string flag = dir_.path() + "/cache-on";
   ASSERT_NO_FATAL_FAILURE(Open(16 * 4096, {"cache-on-read=" + flag}));
