@@ -4,7 +4,11 @@
 //
 // Families (each swept over threads and over shards=1 vs the default, so that
 // the effect of lock sharding shows):
-//   BM_Hit4K      4K random reads of blocks already in the cache.
+//   BM_Hit4K      4K random reads of blocks already in the cache, one
+//                 synchronous Engine::Read at a time per thread.
+//   BM_QueueHit4K the same reads through a ReadQueue per thread, `depth`
+//                 reads in flight per thread (as fio's iodepth), submitted
+//                 and reaped in batches.
 //   BM_Miss64K    64K reads of never-read blocks from an origin with latency.
 //   BM_Write4K    4K random writes into cached blocks, in each cache mode.
 //   BM_Flush      one flush of N dirty 64K blocks (single thread).
@@ -34,6 +38,7 @@
 #include "engine/config.h"
 #include "engine/engine.h"
 #include "engine/errors.h"
+#include "engine/read_queue.h"
 #include "tests/support/memory_backend.h"
 
 namespace ringcache {
@@ -73,6 +78,8 @@ struct AlignedBuffer {
     memset(data, 0x5a, size);
   }
   ~AlignedBuffer() { free(data); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
   char* data;
 };
 
@@ -207,6 +214,90 @@ void BM_Hit4K(benchmark::State& state) {
     state.counters["misses"] =
         static_cast<double>(g_hit_bed->engine->GetStats().misses - g_hit_misses_before);
     state.SetLabel(Label(*g_hit_bed));
+  }
+}
+
+// Hits through a ReadQueue: each completion queues the next random read from
+// its callback, so `depth` reads stay in flight; one iteration = one read.
+struct QueueSlot {
+  AlignedBuffer buf{k4K};
+  ReadQueue* queue = nullptr;
+  Random* rng = nullptr;
+  uint64_t slots = 0;
+  bool* stop = nullptr;
+  int* errors = nullptr;
+};
+
+void QueueSlotDone(void* user, int err) {
+  QueueSlot* s = static_cast<QueueSlot*>(user);
+  if (err) ++*s->errors;
+  if (*s->stop) return;
+  if (s->queue->Read(s->buf.data, k4K, s->rng->Next() % s->slots * k4K, QueueSlotDone, s) != 0)
+    ++*s->errors;
+}
+
+void BM_QueueHit4K(benchmark::State& state) {
+  Params p;
+  p.shards = static_cast<unsigned>(state.range(0));
+  p.direct_io = state.range(1) != 0;
+  p.origin_size = HitSetBytes();
+  const unsigned depth = static_cast<unsigned>(state.range(2));
+  if (state.thread_index() == 0) {
+    if (!g_hit_bed || !(g_hit_bed->params == p)) {
+      g_hit_bed.reset();
+      g_hit_bed = OpenBed(p);
+      if (g_hit_bed->error.empty()) g_hit_bed->error = Warm(*g_hit_bed);
+    }
+    if (!g_hit_bed->error.empty()) state.SkipWithError(g_hit_bed->error.c_str());
+    else g_hit_misses_before = g_hit_bed->engine->GetStats().misses;
+  }
+  // (Google Benchmark starts the timed loop of all threads together, after
+  // thread 0 has set the bed up.)
+  Random rng(state.thread_index() + 1);
+  bool stop = false;
+  int errors = 0;
+  std::unique_ptr<ReadQueue> queue;
+  std::vector<QueueSlot> slots(depth);
+  unsigned ready = 0;
+  for (auto _ : state) {
+    if (!queue) {
+      Bed* bed = g_hit_bed.get();
+      if (!bed || !bed->error.empty()) {
+        state.SkipWithError("no engine");
+        break;
+      }
+      auto q = ReadQueue::Open(*bed->engine, *bed->origin, depth);
+      if (!q.ok()) {
+        state.SkipWithError(std::string(q.status().message()).c_str());
+        break;
+      }
+      queue = std::move(*q);
+      for (QueueSlot& s : slots) {
+        s.queue = queue.get();
+        s.rng = &rng;
+        s.slots = p.origin_size / k4K;
+        s.stop = &stop;
+        s.errors = &errors;
+        QueueSlotDone(&s, 0);  // queues the slot's first read
+      }
+    }
+    while (ready == 0) ready += queue->Wait(1);
+    ready--;
+    if (errors) {
+      state.SkipWithError(absl::StrFormat("%d reads failed: %s", errors, LastError()).c_str());
+      break;
+    }
+  }
+  stop = true;
+  // Fast hits that failed or were short would have gone to the workers:
+  // show how many did (summed over threads).
+  if (queue) state.counters["worker_reads"] = static_cast<double>(queue->worker_reads());
+  queue.reset();  // completes what is in flight
+  SetRateCounters(state, k4K);
+  if (state.thread_index() == 0 && g_hit_bed && g_hit_bed->engine) {
+    state.counters["misses"] =
+        static_cast<double>(g_hit_bed->engine->GetStats().misses - g_hit_misses_before);
+    state.SetLabel(Label(*g_hit_bed) + absl::StrFormat(" depth=%u", depth));
   }
 }
 
@@ -362,6 +453,20 @@ void RegisterAll() {
             ->Threads(t)
             ->MinTime(0.5)
             ->UseRealTime();
+      }
+    }
+  }
+  for (int64_t direct : {0, 1}) {
+    for (int64_t shards : kShards) {
+      for (int t : {1, 2, 4}) {
+        for (int64_t depth : {16, 32}) {
+          benchmark::RegisterBenchmark("BM_QueueHit4K", BM_QueueHit4K)
+              ->ArgNames({"shards", "direct", "depth"})
+              ->Args({shards, direct, depth})
+              ->Threads(t)
+              ->MinTime(0.5)
+              ->UseRealTime();
+        }
       }
     }
   }

@@ -3,7 +3,9 @@
 # the engine's cache file: the device's figure that the engine's hit path is
 # measured against. Prints the IOPS (best of the JOBSxDEPTH shapes given).
 #
-# usage: bench/fio_raw.sh [JOBSxDEPTH...]   (default: 2x32 4x16 64x1, 64 in flight)
+# usage: bench/fio_raw.sh [JOBSxDEPTH...]
+#   default: 1x32 2x32 4x16 4x32 64x1, every shape the engine's sweep has at
+#   its best, and more
 # Environment: RINGCACHE_BENCH_DIR (default /var/tmp), RUNTIME (seconds,
 # default 10), SIZE (file size, default 1g, as the engine's hit set).
 set -euo pipefail
@@ -12,7 +14,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_DIR=${RINGCACHE_BENCH_DIR:-/var/tmp}
 RUNTIME=${RUNTIME:-10}
 SIZE=${SIZE:-1g}
-[ $# -gt 0 ] || set -- 2x32 4x16 64x1
+[ $# -gt 0 ] || set -- 1x32 2x32 4x16 4x32 64x1
 command -v fio >/dev/null || { echo "fio_raw.sh: fio not found (apt-get install fio)" >&2; exit 1; }
 
 WORK=$(mktemp -d "$BENCH_DIR/ringcache-rawfio.XXXXXX")

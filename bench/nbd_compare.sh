@@ -236,10 +236,11 @@ if [ "${SKIP_ENGINE:-0}" != 1 ]; then
   log "RUNTIME=$RUNTIME bench/engine_vs_raw.sh"
   s=$(BUILD=0 ENGINE_BENCH=$ENGINE_BENCH RUNTIME=$RUNTIME RINGCACHE_BENCH_DIR=$BENCH_DIR "$ROOT/bench/engine_vs_raw.sh" --figures-only \
       2>>"$LOG") || { echo "engine_vs_raw.sh failed; see $LOG" >&2; tail -5 "$LOG" >&2; exit 1; }
-  read -r raw engine threads <<<"$s"
+  read -r raw engine threads depth <<<"$s"
   R[engine.raw.iops]=$raw
   R[engine.ringcache.iops]=$engine
   R[engine.ringcache.threads]=$threads
+  R[engine.ringcache.depth]=$depth
 fi
 
 echo "$(date +%T) end; load average $(cut -d' ' -f1-3 /proc/loadavg)" >>"$LOG"

@@ -38,6 +38,7 @@ enum class ExtentKind {
 };
 
 class EngineImpl;
+class ReadQueue;
 
 class Engine {
  public:
@@ -80,6 +81,7 @@ class Engine {
   CacheFaults& cache_faults();
 
  private:
+  friend class ReadQueue;
   explicit Engine(std::unique_ptr<EngineImpl> impl);
   std::unique_ptr<EngineImpl> impl_;
 };

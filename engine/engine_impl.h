@@ -89,6 +89,17 @@ class EngineImpl {
                      const std::function<void(uint64_t, uint64_t, ExtentKind)>& fn) const;
   Stats GetStats() const;
 
+  // For ReadQueue's fast hits. CheckReadRequest: 0, or EINVAL with the
+  // message set (null buffer, range past the end). PinHits: if every block
+  // of [offset, offset+count) is cached and can be pinned shared without
+  // waiting, and `buf` needs no bounce buffer, pins them all (and marks them
+  // used), counts the hits and returns true; else pins nothing. UnpinHits
+  // releases those pins; with `failed`, a cache read error is counted.
+  int CheckReadRequest(const void* buf, uint32_t count, uint64_t offset) const;
+  bool PinHits(const void* buf, uint32_t count, uint64_t offset);
+  void UnpinHits(uint32_t count, uint64_t offset, bool failed);
+  int cache_fd() const { return store_->fd(); }
+
   CacheFaults cache_faults_;  // declared first: the rings point at it
   const Config config_;
   const std::unique_ptr<CacheStore> store_;

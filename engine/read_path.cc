@@ -211,4 +211,49 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
   return err;
 }
 
+// ---- fast hits for ReadQueue ----
+
+int EngineImpl::CheckReadRequest(const void* buf, uint32_t count, uint64_t offset) const {
+  if (int err = CheckRange("read", count, offset, EINVAL)) return err;
+  if (buf == nullptr && count != 0) return Fail(EINVAL, "ringcache: read into a null buffer");
+  return 0;
+}
+
+bool EngineImpl::PinHits(const void* buf, uint32_t count, uint64_t offset) {
+  if (count == 0 || NeedsAlignment(buf, offset, count)) return false;
+  const uint64_t first = offset / bs_, last = (offset + count - 1) / bs_;
+  uint64_t b = first;
+  for (; b <= last; b++) {
+    Shard& s = map_.ShardOf(b);
+    const uint64_t idx = map_.IndexOf(b);
+    MutexLock lock(&s.mu);
+    if (idx >= s.states.size() || !(s.Get(idx) & kCached) || !s.TryPin(b, PinMode::kShared)) break;
+    if (capped()) s.Touch(idx);
+  }
+  if (b <= last) {
+    if (b > first) UnpinHits(static_cast<uint32_t>((b - first) * bs_ - offset % bs_), offset, false);
+    return false;
+  }
+  CounterSlot& counters = Counters();
+  counters.hits.fetch_add(last - first + 1, std::memory_order_relaxed);
+  counters.bytes_from_cache.fetch_add(count, std::memory_order_relaxed);
+  return true;
+}
+
+void EngineImpl::UnpinHits(uint32_t count, uint64_t offset, bool failed) {
+  const uint64_t first = offset / bs_, last = (offset + count - 1) / bs_;
+  for (uint64_t b = first; b <= last; b++) {
+    Shard& s = map_.ShardOf(b);
+    MutexLock lock(&s.mu);
+    s.Unpin(b, PinMode::kShared);
+  }
+  if (failed) {
+    // The worker's Engine::Read counts these blocks again, as hits or misses.
+    CounterSlot& counters = Counters();
+    counters.cache_errors.fetch_add(1, std::memory_order_relaxed);
+    counters.hits.fetch_sub(last - first + 1, std::memory_order_relaxed);
+    counters.bytes_from_cache.fetch_sub(count, std::memory_order_relaxed);
+  }
+}
+
 }  // namespace ringcache

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Prints the best IOPS counter among the Google Benchmark JSON results whose
-name matches a regular expression, and the thread count that reached it.
+name matches a regular expression, the thread count that reached it and the
+reads in flight per thread (the `depth` argument; 1 for a synchronous run).
 
-usage: gbench_best.py RESULT.json REGEX    output: "<iops> <threads>"
+usage: gbench_best.py RESULT.json REGEX    output: "<iops> <threads> <depth>"
 """
 import json
 import re
@@ -25,7 +26,8 @@ def main():
             best = b
     if best is None:
         sys.exit("gbench_best.py: no result with an IOPS counter matches %s" % sys.argv[2])
-    print("%.0f %d" % (best["IOPS"], best.get("threads", 1)))
+    depth = re.search(r"/depth:(\d+)", best["name"])
+    print("%.0f %d %s" % (best["IOPS"], best.get("threads", 1), depth.group(1) if depth else "1"))
 
 
 if __name__ == "__main__":
