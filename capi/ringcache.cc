@@ -5,6 +5,7 @@
 // library's thread-local error. No C++ exception crosses the C boundary.
 #include "capi/ringcache.h"
 
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -21,6 +22,7 @@
 #include "engine/config.h"
 #include "engine/engine.h"
 #include "engine/errors.h"
+#include "engine/read_queue.h"
 
 static_assert(RC_FUA == ringcache::kFlagFua, "RC_FUA must match the engine's flag");
 static_assert(RC_MAY_TRIM == ringcache::kFlagMayTrim, "RC_MAY_TRIM must match the engine's flag");
@@ -109,6 +111,7 @@ struct rc_engine {
   std::unique_ptr<ringcache::Engine> engine;
   ringcache::CallbackBackend backend;
   AsyncExecutor executor;
+  std::atomic<int> open_queues{0};
 };
 
 namespace {
@@ -231,6 +234,8 @@ int rc_engine_close(rc_engine* e) {
   if (e == nullptr) return Fail(EINVAL, "rc_engine_close: engine handle is NULL");
   if (e->executor.OnWorkerThread())
     return Fail(EDEADLK, "rc_engine_close: called from a done callback of the same engine");
+  if (int n = e->open_queues.load())
+    return Fail(EBUSY, "rc_engine_close: %d read queue(s) still open: rc_queue_close them first", n);
   int result = Guarded<int>("rc_engine_close", [&]() -> int {
     e->executor.Shutdown();
     if (e->engine->config().mode == ringcache::CacheMode::kUnsafe) return 0;
@@ -357,6 +362,94 @@ int rc_submit_flush(rc_engine* e, rc_done_fn done, void* user) {
   req.done = done;
   req.user = user;
   return Submit(e, "rc_submit_flush", req);
+}
+
+// ---- read queues ----
+
+}  // extern "C"
+
+struct rc_queue {
+  // One per read in flight: the C callback behind the engine queue's.
+  struct Pending {
+    rc_queue* queue;
+    rc_done_fn done;
+    void* user;
+  };
+  rc_engine* engine = nullptr;
+  std::unique_ptr<ringcache::ReadQueue> reads;
+  std::vector<Pending> pending;
+  std::vector<uint32_t> free_pending;
+  bool closing = false;
+
+  static void Done(void* user, int err) {
+    Pending* p = static_cast<Pending*>(user);
+    rc_queue* q = p->queue;
+    rc_done_fn done = p->done;
+    void* done_user = p->user;
+    q->free_pending.push_back(static_cast<uint32_t>(p - q->pending.data()));
+    if (err) FromEngine(err, "rc_queue_pread");
+    done(done_user, -err);
+  }
+};
+
+extern "C" {
+
+int rc_queue_open(rc_engine* e, unsigned depth, rc_queue** out) {
+  if (out != nullptr) *out = nullptr;
+  if (e == nullptr) return Fail(EINVAL, "rc_queue_open: engine handle is NULL");
+  if (out == nullptr) return Fail(EINVAL, "rc_queue_open: out is NULL");
+  return Guarded<int>("rc_queue_open", [&]() -> int {
+    auto reads = ringcache::ReadQueue::Open(*e->engine, e->backend, depth);
+    if (!reads.ok())
+      return Fail(StatusToErrno(reads.status()), "rc_queue_open: %s", reads.status().message());
+    auto q = std::make_unique<rc_queue>();
+    q->engine = e;
+    q->reads = std::move(*reads);
+    q->pending.resize(depth);
+    q->free_pending.reserve(depth);
+    for (uint32_t i = depth; i-- > 0;) q->free_pending.push_back(i);
+    e->open_queues.fetch_add(1);
+    *out = q.release();
+    return 0;
+  });
+}
+
+int rc_queue_pread(rc_queue* q, void* buf, uint32_t count, uint64_t offset, rc_done_fn done,
+                   void* user) {
+  if (q == nullptr) return Fail(EINVAL, "rc_queue_pread: queue handle is NULL");
+  if (done == nullptr) return Fail(EINVAL, "rc_queue_pread: done is NULL");
+  if (q->closing) return Fail(ESHUTDOWN, "rc_queue_pread: the queue is being closed");
+  int check = CheckRange(q->engine, "rc_queue_pread", buf, true, count, offset, 0, 0,
+                         PastEnd::kEinval);
+  if (check < 0) return check;
+  if (q->free_pending.empty())
+    return Fail(EAGAIN, "rc_queue_pread: %u reads in flight, the queue's depth: call rc_queue_wait",
+                q->reads->depth());
+  const uint32_t slot = q->free_pending.back();
+  rc_queue::Pending& p = q->pending[slot];
+  p = {q, done, user};
+  return Guarded<int>("rc_queue_pread", [&]() -> int {
+    ClearEngineError();
+    int err = q->reads->Read(buf, count, offset, rc_queue::Done, &p);
+    if (err) return FromEngine(err, "rc_queue_pread");
+    q->free_pending.pop_back();
+    return 0;
+  });
+}
+
+int rc_queue_wait(rc_queue* q, unsigned min_complete) {
+  if (q == nullptr) return Fail(EINVAL, "rc_queue_wait: queue handle is NULL");
+  return static_cast<int>(q->reads->Wait(min_complete));
+}
+
+unsigned rc_queue_in_flight(rc_queue* q) { return q ? q->reads->in_flight() : 0; }
+
+void rc_queue_close(rc_queue* q) {
+  if (q == nullptr) return;
+  q->closing = true;
+  q->reads.reset();  // completes what is in flight
+  q->engine->open_queues.fetch_sub(1);
+  delete q;
 }
 
 int rc_get_stats(rc_engine* e, rc_stats* out) {

@@ -207,6 +207,8 @@ int rc_engine_open (const char *const *params, const rc_origin *origin,
  *
  * Returns 0, or:
  *   -EINVAL   e is NULL.
+ *   -EBUSY    a read queue of this engine is still open (rc_queue_close it
+ *             first): nothing is freed.
  *   -EDEADLK  called from a done callback of this engine: nothing is freed
  *             (the one case where e stays valid).
  *   other     the write-back or the origin's flush failed (its errno): data
@@ -301,6 +303,54 @@ int rc_submit_zero (rc_engine *e, uint32_t count, uint64_t offset,
  * synchronous call) returned before rc_submit_flush was called.
  * Returns 0, or -EINVAL (e, done NULL), or -EAGAIN. */
 int rc_submit_flush (rc_engine *e, rc_done_fn done, void *user);
+
+/* ---- Read queues ----------------------------------------------------- */
+/* A read queue serves one thread that keeps many reads in flight, as with
+ * io_uring itself: rc_queue_pread queues reads, rc_queue_wait submits them
+ * and runs the done callbacks of completed ones, on the calling thread.
+ * Reads whose blocks are all cached go to the cache file as one io_uring
+ * batch per rc_queue_wait (one system call for many reads); other reads
+ * (misses, blocks busy being filled or written, buffers unaligned for
+ * direct-io) run on the queue's own worker threads, as rc_pread would.
+ *
+ * A queue is not thread-safe: use one per thread.  Queues work in parallel
+ * with each other and with every other call on the engine.  A cached block
+ * being read by a queue cannot be overwritten until its completion has been
+ * collected by rc_queue_wait, so keep calling rc_queue_wait while reads are
+ * in flight, and do not issue a synchronous write from the queue's thread to
+ * a block it is reading. */
+typedef struct rc_queue rc_queue;
+
+/* Opens a read queue on e for up to depth reads in flight (1 to 4096) and
+ * stores it in *out.  Returns 0, or -EINVAL (e or out NULL, depth out of
+ * range), -ENOSYS (no io_uring), -ENOMEM. */
+int rc_queue_open (rc_engine *e, unsigned depth, rc_queue **out);
+
+/* Queues a read of count bytes at offset into buf, which must stay valid
+ * until done runs.  If it returns 0, done(user, result) is called exactly once,
+ * from a later rc_queue_wait (or rc_queue_close) on this queue; result is 0 or
+ * a negative errno, with rc_last_error() naming the cause inside done.  done
+ * may queue more reads.  Returns 0, or -EINVAL (q or done NULL; buf NULL with
+ * count > 0; offset + count past the end), or -EAGAIN when depth reads are
+ * in flight (collect some with rc_queue_wait first); then done is never
+ * called. */
+int rc_queue_pread (rc_queue *q, void *buf, uint32_t count, uint64_t offset,
+                    rc_done_fn done, void *user);
+
+/* Submits every queued read, then runs done callbacks of completed reads,
+ * sleeping while needed, until at least min_complete have run in this call or
+ * no read is in flight; min_complete 0 collects only what is complete now.
+ * Returns the number of callbacks run, or -EINVAL (q NULL). */
+int rc_queue_wait (rc_queue *q, unsigned min_complete);
+
+/* The number of reads queued and not yet completed; 0 if q is NULL. */
+unsigned rc_queue_in_flight (rc_queue *q);
+
+/* Completes every read in flight (their done callbacks run; reads they try to
+ * queue fail with -ESHUTDOWN), then frees the queue.  Must be called before
+ * rc_engine_close, which fails with -EBUSY while queues are open.  NULL is a
+ * no-op. */
+void rc_queue_close (rc_queue *q);
 
 /* ---- Stats ----------------------------------------------------------- */
 

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <system_error>
 #include <utility>
 
 #include "absl/strings/str_format.h"
@@ -115,7 +116,20 @@ void ReadQueue::ToWorkers(uint32_t slot) {
   worker_reads_++;
   // Started on first use, by the owner thread (the only one that touches
   // workers_).
-  while (workers_.size() < worker_count_) workers_.emplace_back([this] { WorkerLoop(); });
+  try {
+    while (workers_.size() < worker_count_) workers_.emplace_back([this] { WorkerLoop(); });
+  } catch (const std::system_error&) {
+    // Out of threads: make do with those running; with none, serve the
+    // read here, synchronously, rather than lose it.
+    if (workers_.empty()) {
+      Op& op = ops_[slot];
+      op.err = engine_.Read(origin_, op.buf, op.count, op.offset);
+      if (op.err) op.message = LastError();
+      MutexLock lock(&mu_);
+      slow_done_.push_back(slot);
+      return;
+    }
+  }
   {
     MutexLock lock(&mu_);
     slow_todo_.push_back(slot);

@@ -1012,6 +1012,154 @@ static void test_threads (void)
   mem_free (m);
 }
 
+/* ---- read queues ------------------------------------------------------- */
+
+#define QREADS 600
+#define QDEPTH 16
+
+typedef struct queue_read {
+  uint64_t offset;
+  uint32_t count;
+  int result;                   /* 1: not completed yet */
+  int calls;
+  char message[128];
+} queue_read;
+
+static void queue_read_done (void *user, int result)
+{
+  queue_read *r = user;
+  r->result = result;
+  r->calls++;
+  if (result != 0)
+    snprintf (r->message, sizeof r->message, "%s", rc_last_error ());
+}
+
+typedef struct queue_chain {
+  rc_queue *q;
+  unsigned char *buf;
+  int left;
+  int done;
+} queue_chain;
+
+static void queue_chain_done (void *user, int result)
+{
+  queue_chain *c = user;
+  CHECK_EQ (result, 0);
+  c->done++;
+  if (--c->left > 0)
+    CHECK_EQ (rc_queue_pread (c->q, c->buf, SLOT, (uint64_t) (c->left % 8) * SLOT,
+                              queue_chain_done, c), 0);
+}
+
+static void test_queue (void)
+{
+  const uint64_t size = 256 * (uint64_t) SLOT;
+  mem_origin *m = mem_new (size);
+  rc_origin o = origin_of (m);
+  unsigned char *model = mem_snapshot (m);
+  unsigned char *data = malloc (size / 2);
+  unsigned char *bufs = malloc ((size_t) QREADS * 2 * SLOT);
+  queue_read *reads = calloc (QREADS, sizeof *reads);
+  rc_engine *e = open_mode (&o, "writeback");
+  rc_queue *q = NULL;
+  int i, next = 0, done = 0, r;
+  queue_chain chain;
+
+  /* The first half is written (cached, dirty), the second is only in the
+   * origin: reads hit, miss or span both. */
+  for (i = 0; i < (int) (size / 2); i++)
+    data[i] = (unsigned char) rng ();
+  CHECK_EQ (rc_pwrite (e, data, (uint32_t) (size / 2), 0, 0), 0);
+  memcpy (model, data, size / 2);
+
+  CHECK_EQ (rc_queue_open (NULL, QDEPTH, &q), -EINVAL);
+  CHECK_EQ (rc_queue_open (e, 0, &q), -EINVAL);
+  CHECK_MSG ("depth");
+  CHECK (q == NULL);
+  CHECK_EQ (rc_queue_open (e, QDEPTH, &q), 0);
+  if (q == NULL)
+    return;
+
+  while (done < QREADS) {
+    while (next < QREADS) {
+      queue_read *qr = &reads[next];
+      if (rng () % 2) {
+        qr->count = SLOT;
+        qr->offset = rng () % (size / SLOT) * SLOT;
+      } else {
+        qr->count = 1 + (uint32_t) (rng () % (2 * SLOT));
+        qr->offset = rng () % (size - qr->count + 1);
+      }
+      qr->result = 1;
+      r = rc_queue_pread (q, bufs + (size_t) next * 2 * SLOT, qr->count, qr->offset,
+                          queue_read_done, qr);
+      if (r == -EAGAIN) {
+        CHECK_EQ (rc_queue_in_flight (q), QDEPTH);
+        break;
+      }
+      CHECK_EQ (r, 0);
+      next++;
+    }
+    r = rc_queue_wait (q, 1);
+    CHECK (r >= 1);
+    done += r;
+  }
+  CHECK_EQ (rc_queue_in_flight (q), 0);
+  for (i = 0; i < QREADS; i++) {
+    CHECK_EQ (reads[i].calls, 1);
+    CHECK_EQ (reads[i].result, 0);
+    CHECK (memcmp (bufs + (size_t) i * 2 * SLOT, model + reads[i].offset, reads[i].count) == 0);
+  }
+
+  /* Bad requests: refused at once, done never called. */
+  CHECK_EQ (rc_queue_pread (NULL, bufs, SLOT, 0, queue_read_done, &reads[0]), -EINVAL);
+  CHECK_EQ (rc_queue_pread (q, bufs, SLOT, 0, NULL, NULL), -EINVAL);
+  CHECK_EQ (rc_queue_pread (q, NULL, SLOT, 0, queue_read_done, &reads[0]), -EINVAL);
+  CHECK_EQ (rc_queue_pread (q, bufs, SLOT, size - SLOT + 1, queue_read_done, &reads[0]), -EINVAL);
+  CHECK_MSG ("past the end");
+  CHECK_EQ (rc_queue_wait (NULL, 1), -EINVAL);
+  CHECK_EQ (rc_queue_wait (q, 0), 0);
+  CHECK_EQ (reads[0].calls, 1);
+
+  /* An origin error reaches done with its errno and a message. */
+  atomic_store (&m->fail_read, -EIO);
+  reads[0].result = 1;
+  reads[0].calls = 0;
+  CHECK_EQ (rc_queue_pread (q, bufs, SLOT, size - SLOT, queue_read_done, &reads[0]), 0);
+  CHECK_EQ (rc_queue_wait (q, 1), 1);
+  CHECK_EQ (reads[0].result, -EIO);
+  CHECK (strstr (reads[0].message, "rc_queue_pread") != NULL);
+  atomic_store (&m->fail_read, 0);
+
+  /* done may queue the next read. */
+  chain.q = q;
+  chain.buf = bufs;
+  chain.left = 40;
+  chain.done = 0;
+  CHECK_EQ (rc_queue_pread (q, bufs, SLOT, 0, queue_chain_done, &chain), 0);
+  while (rc_queue_in_flight (q) > 0)
+    rc_queue_wait (q, 1);
+  CHECK_EQ (chain.done, 40);
+
+  /* The engine cannot close under an open queue; closing the queue
+   * completes what is in flight. */
+  CHECK_EQ (rc_engine_close (e), -EBUSY);
+  CHECK_MSG ("rc_queue_close");
+  reads[1].calls = 0;
+  CHECK_EQ (rc_queue_pread (q, bufs, SLOT, SLOT, queue_read_done, &reads[1]), 0);
+  rc_queue_close (q);
+  CHECK_EQ (reads[1].calls, 1);
+  rc_queue_close (NULL);
+  CHECK_EQ (rc_engine_close (e), 0);
+  CHECK (mem_equals (m, model));
+
+  free (reads);
+  free (bufs);
+  free (data);
+  free (model);
+  mem_free (m);
+}
+
 int main (void)
 {
   const char *tmp = getenv ("TEST_TMPDIR");
@@ -1030,6 +1178,7 @@ int main (void)
   test_stats_struct_size ();
   test_failing_origin ();
   test_async ();
+  test_queue ();
   test_threads ();
 
   printf ("ringcache_api_test: %d checks, %d failed\n", atomic_load (&checks),
