@@ -85,8 +85,8 @@ def main():
             note = " (%s dirty blocks)" % fmt(fig.get("flush.nbdkit.dirty_64k_blocks",
                                                      fig.get("flush.ringcache.dirty_64k_blocks")))
         if row == "engine":
-            note = " (best of the sweep: %s threads x %s in flight)" % (
-                fmt(fig.get("engine.ringcache.threads")), fmt(fig.get("engine.ringcache.depth")))
+            note = " (best of the sweep: %d threads x %d in flight)" % (
+                fig.get("engine.ringcache.threads") or 0, fig.get("engine.ringcache.depth") or 0)
         verdict = "" if met is None else ("  MET" if met else "  MISSED")
         print("%-58s %12s %12s %9s %8s %12s %9s%s%s" %
               ("%s [%s]" % (label, unit), fmt(base, unit), fmt(rc, unit), fmt(r, "ratio"),
