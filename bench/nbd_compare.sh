@@ -16,6 +16,8 @@
 #   RINGCACHE_PARAMS       extra parameters for the ringcache filter only (e.g.
 #                          "direct-io=true"), appended to the shared ones
 #   BUILD=0                do not run bazel build first
+#   QUIET_WAIT=N           wait up to N s (default 120) for the load average to
+#                          fall below the CPU count before starting
 #   SKIP_ENGINE=1          skip the engine vs raw fio comparison
 #   RINGCACHE_FILTER       path of nbdkit-ringcache-filter.so
 #                          (default: the -c opt build's, from `bazel info bazel-bin`)
@@ -89,6 +91,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 : >"$LOG"
+# This machine is noisy: give the load of whatever ran before (builds, tests)
+# up to QUIET_WAIT seconds to settle below one runnable task per CPU.
+waited=0
+while [ "$waited" -lt "${QUIET_WAIT:-120}" ] &&
+      awk -v n="$(nproc)" '{ exit !($1 >= n) }' /proc/loadavg; do
+  [ "$waited" -gt 0 ] || echo "waiting up to ${QUIET_WAIT:-120} s for the load average ($(cut -d' ' -f1 /proc/loadavg)) to fall below $(nproc) ..." >&2
+  sleep 5
+  waited=$((waited + 5))
+done
 echo "$(date +%T) start; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg); nbdkit $(nbdkit --version | cut -d' ' -f2); fio $(fio --version)" >>"$LOG"
 
 # Writable origin: nbdkit's file plugin over a file whose pages exist before

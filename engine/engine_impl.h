@@ -31,6 +31,7 @@ enum class Act : uint8_t {
   kFill,        // fetch the whole block from the origin and cache it
   kFillAsync,   // ... fetched; the cache write was handed to the FillWriter
   kFillSkipped, // ... fetched; the FillWriter was full, so it is not cached
+  kFromFill,    // copied from the FillWriter's buffer of a fill still in flight
   kCacheWrite,  // write data into the cached copy (covered bytes, or whole block from bounce)
   kRmwOrigin,   // fetch the whole block from the origin, merge, write it whole
   kRmwCache,    // (O_DIRECT) read the whole cached block, merge, write it whole

@@ -1,5 +1,7 @@
 #include "engine/fill_writer.h"
 
+#include <string.h>
+
 #include <cerrno>
 #include <utility>
 
@@ -25,14 +27,20 @@ FillWriter::~FillWriter() {
     work_cv_.SignalAll();
   }
   if (thread_.joinable()) thread_.join();
-  MutexLock lock(&mu_);
-  // Without a thread (it could not start), publish what is queued as failed.
-  while (!queue_.empty()) {
-    Job job = queue_.front();
-    queue_.pop_front();
-    publish_(job.block, -ECANCELED, job.reserved);
-    free_.push_back(job.buf);
+  // Without a thread (it could not start), publish what is queued as failed
+  // (publish takes shard locks: not under mu_, which readers take inside
+  // them).
+  std::deque<Job> left;
+  {
+    MutexLock lock(&mu_);
+    left.swap(queue_);
+    pending_.clear();
   }
+  for (const Job& job : left) {
+    publish_(job.block, -ECANCELED, job.reserved);
+    FreeAligned(job.buf);
+  }
+  MutexLock lock(&mu_);
   for (uint8_t* b : free_) FreeAligned(b);
 }
 
@@ -58,9 +66,18 @@ void FillWriter::StartLocked() {
 void FillWriter::Enqueue(uint64_t block, uint8_t* buf, uint32_t len, bool reserved) {
   MutexLock lock(&mu_);
   queue_.push_back({block, buf, len, reserved});
+  pending_[block] = buf;
   busy_++;
   StartLocked();
   work_cv_.Signal();
+}
+
+bool FillWriter::CopyPending(uint64_t block, uint8_t* dst, uint32_t offset, uint32_t len) {
+  MutexLock lock(&mu_);
+  auto it = pending_.find(block);
+  if (it == pending_.end()) return false;
+  memcpy(dst, it->second + offset, len);
+  return true;
 }
 
 void FillWriter::WaitIdle() {
@@ -96,7 +113,10 @@ void FillWriter::Run() {
       for (size_t i = 0; i < batch.size(); i++) publish_(batch[i].block, results[i], batch[i].reserved);
     }
     MutexLock lock(&mu_);
-    for (const Job& job : batch) free_.push_back(job.buf);
+    for (const Job& job : batch) {
+      pending_.erase(job.block);
+      free_.push_back(job.buf);
+    }
     busy_ -= batch.size();
     batch.clear();
     if (busy_ == 0) idle_cv_.SignalAll();

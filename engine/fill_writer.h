@@ -4,7 +4,8 @@
 // bytes are in the client's buffer; the copy into the cache file is handed
 // to this writer, which owns the block's exclusive pin (and space
 // reservation) until the write lands and the block is published as cached.
-// Readers of that block meanwhile wait for the pin, then hit. The bytes in
+// Readers of that block meanwhile copy it from the writer's buffer
+// (CopyPending) instead of waiting for the write to land. The bytes in
 // flight are bounded: when the writer is full, the fill is skipped and the
 // block simply stays uncached, so a cache file slower than the origin never
 // slows reads down.
@@ -18,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "engine/sync.h"
 #include "engine/uring.h"
 
@@ -41,6 +43,11 @@ class FillWriter {
   void Enqueue(uint64_t block, uint8_t* buf, uint32_t len, bool reserved);
   // Waits until every fill queued so far has been published.
   void WaitIdle();
+  // If a fill of `block` is queued or being written, copies `len` bytes at
+  // `offset` within the block out of its buffer into `dst` and returns true.
+  // The block's bytes cannot change meanwhile: the writer holds its
+  // exclusive pin until it is published as cached.
+  bool CopyPending(uint64_t block, uint8_t* dst, uint32_t offset, uint32_t len);
 
  private:
   struct Job {
@@ -63,6 +70,7 @@ class FillWriter {
   Mutex mu_;
   CondVar work_cv_, idle_cv_;
   std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, const uint8_t*> pending_ ABSL_GUARDED_BY(mu_);  // block -> buffer
   std::vector<uint8_t*> free_ ABSL_GUARDED_BY(mu_);
   size_t allocated_ ABSL_GUARDED_BY(mu_) = 0;
   size_t busy_ ABSL_GUARDED_BY(mu_) = 0;  // jobs queued or being written

@@ -106,9 +106,16 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
         break;
       }
       if (cache_misses && !s.CanPin(p.block, PinMode::kExclusive)) {
+        misses--;
+        // A fill of this block that is still being written to the cache
+        // file: its bytes are in the writer's buffer.
+        if (fill_writer_->CopyPending(p.block, dst, p.begin, p.end - p.begin)) {
+          hits++;
+          p.act = Act::kFromFill;
+          break;
+        }
         // Someone is fetching or writing this block: wait for it (single
         // flight), then decide again.
-        misses--;
         s.WaitForChange(p.block);
         continue;
       }
@@ -180,7 +187,7 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
       from_cache += p.end - p.begin;
     } else if (p.act == Act::kFill || p.act == Act::kFillAsync || p.act == Act::kFillSkipped) {
       if (p.bounce) memcpy(dst, p.bounce + p.begin, p.end - p.begin);
-    } else if (p.act == Act::kZeroFill) {
+    } else if (p.act == Act::kZeroFill || p.act == Act::kFromFill) {
       from_cache += p.end - p.begin;
     }
   }
