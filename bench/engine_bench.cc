@@ -149,13 +149,15 @@ std::string IoError(const char* what, int err) {
 }
 
 // Reads the whole origin once so that every block is cached.
+// Brings the whole hit set into the cache. Prefetch (NBD_CMD_CACHE) waits
+// for its fills, so every block is cached afterwards; reads would leave out
+// the blocks whose background fills were skipped while the writer was full.
 std::string Warm(Bed& bed) {
-  const uint32_t chunk = 1 << 20;
-  AlignedBuffer buf(chunk);
+  const uint32_t chunk = 8 << 20;
   for (uint64_t off = 0; off < bed.params.origin_size; off += chunk) {
     uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(chunk, bed.params.origin_size - off));
-    int err = bed.engine->Read(*bed.origin, buf.data, n, off);
-    if (err) return IoError("warm-up read", err);
+    int err = bed.engine->Prefetch(*bed.origin, n, off);
+    if (err) return IoError("warm-up prefetch", err);
   }
   return "";
 }
@@ -179,20 +181,24 @@ void SetRateCounters(benchmark::State& state, uint32_t io_size) {
 std::unique_ptr<Bed> g_hit_bed;
 uint64_t g_hit_misses_before = 0;
 
+// Thread 0 of a hit run: (re)opens and warms the shared bed when the
+// parameters change, and notes the misses so far.
+void PrepareHitBed(benchmark::State& state, const Params& p) {
+  if (!g_hit_bed || !(g_hit_bed->params == p)) {
+    g_hit_bed.reset();
+    g_hit_bed = OpenBed(p);
+    if (g_hit_bed->error.empty()) g_hit_bed->error = Warm(*g_hit_bed);
+  }
+  if (!g_hit_bed->error.empty()) state.SkipWithError(g_hit_bed->error.c_str());
+  else g_hit_misses_before = g_hit_bed->engine->GetStats().misses;
+}
+
 void BM_Hit4K(benchmark::State& state) {
   Params p;
   p.shards = static_cast<unsigned>(state.range(0));
   p.direct_io = state.range(1) != 0;
   p.origin_size = HitSetBytes();
-  if (state.thread_index() == 0) {
-    if (!g_hit_bed || !(g_hit_bed->params == p)) {
-      g_hit_bed.reset();
-      g_hit_bed = OpenBed(p);
-      if (g_hit_bed->error.empty()) g_hit_bed->error = Warm(*g_hit_bed);
-    }
-    if (!g_hit_bed->error.empty()) state.SkipWithError(g_hit_bed->error.c_str());
-    else g_hit_misses_before = g_hit_bed->engine->GetStats().misses;
-  }
+  if (state.thread_index() == 0) PrepareHitBed(state, p);
   AlignedBuffer buf(k4K);
   Random rng(state.thread_index() + 1);
   const uint64_t slots = p.origin_size / k4K;
@@ -242,15 +248,7 @@ void BM_QueueHit4K(benchmark::State& state) {
   p.direct_io = state.range(1) != 0;
   p.origin_size = HitSetBytes();
   const unsigned depth = static_cast<unsigned>(state.range(2));
-  if (state.thread_index() == 0) {
-    if (!g_hit_bed || !(g_hit_bed->params == p)) {
-      g_hit_bed.reset();
-      g_hit_bed = OpenBed(p);
-      if (g_hit_bed->error.empty()) g_hit_bed->error = Warm(*g_hit_bed);
-    }
-    if (!g_hit_bed->error.empty()) state.SkipWithError(g_hit_bed->error.c_str());
-    else g_hit_misses_before = g_hit_bed->engine->GetStats().misses;
-  }
+  if (state.thread_index() == 0) PrepareHitBed(state, p);
   // (Google Benchmark starts the timed loop of all threads together, after
   // thread 0 has set the bed up.)
   Random rng(state.thread_index() + 1);
