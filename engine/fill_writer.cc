@@ -89,6 +89,8 @@ void FillWriter::Run() {
   auto ring_or = Ring::Create(depth_, fd_, faults_);
   std::vector<Job> batch;
   batch.reserve(depth_);
+  std::vector<int> results;
+  results.reserve(depth_);
   for (;;) {
     {
       MutexLock lock(&mu_);
@@ -99,24 +101,26 @@ void FillWriter::Run() {
         queue_.pop_front();
       }
     }
-    if (!ring_or.ok()) {
-      for (const Job& job : batch) publish_(job.block, -ENOMEM, job.reserved);
-    } else {
+    results.assign(batch.size(), -ENOMEM);
+    if (ring_or.ok()) {
       Ring* ring = ring_or->get();
       for (size_t i = 0; i < batch.size(); i++) {
         uint32_t n = batch[i].len;
         if (direct_) n = (n + CacheStore::kDirectAlign - 1) / CacheStore::kDirectAlign * CacheStore::kDirectAlign;
         ring->Write(batch[i].buf, n, batch[i].block * bs_, i);
       }
-      std::vector<int> results(batch.size(), 0);
       for (const auto& [tag, res] : ring->WaitAll()) results[tag] = res;
-      for (size_t i = 0; i < batch.size(); i++) publish_(batch[i].block, results[i], batch[i].reserved);
     }
+    // Readers stop copying from these buffers before the blocks are
+    // published: once published and unpinned, a block may be rewritten or
+    // dropped, and its fill buffer would then be stale.
+    {
+      MutexLock lock(&mu_);
+      for (const Job& job : batch) pending_.erase(job.block);
+    }
+    for (size_t i = 0; i < batch.size(); i++) publish_(batch[i].block, results[i], batch[i].reserved);
     MutexLock lock(&mu_);
-    for (const Job& job : batch) {
-      pending_.erase(job.block);
-      free_.push_back(job.buf);
-    }
+    for (const Job& job : batch) free_.push_back(job.buf);
     busy_ -= batch.size();
     batch.clear();
     if (busy_ == 0) idle_cv_.SignalAll();
