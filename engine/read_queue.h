@@ -51,7 +51,9 @@ class ReadQueue {
   // they start when the first such read comes.
   static absl::StatusOr<std::unique_ptr<ReadQueue>> Open(Engine& engine, Backend& origin,
                                                          unsigned depth, unsigned workers = 0);
-  // Waits for every read in flight (their callbacks run), then stops.
+  // Waits for every read in flight (their callbacks run), then stops. Reads
+  // those callbacks queue are waited for too, so they must stop queueing
+  // (the C API's rc_queue_close refuses new reads at this point).
   ~ReadQueue();
 
   ReadQueue(const ReadQueue&) = delete;
