@@ -181,6 +181,27 @@ void SetRateCounters(benchmark::State& state, uint32_t io_size) {
 std::unique_ptr<Bed> g_hit_bed;
 uint64_t g_hit_misses_before = 0;
 
+// Hit runs' arguments: shards, direct; the hit set from the environment.
+Params HitParams(const benchmark::State& state) {
+  Params p;
+  p.shards = static_cast<unsigned>(state.range(0));
+  p.direct_io = state.range(1) != 0;
+  p.origin_size = HitSetBytes();
+  return p;
+}
+
+// The end of a hit run, on every thread: rate counters; on thread 0 the
+// misses during the run (a hit benchmark that missed would measure the
+// origin: show it) and the label.
+void FinishHitRun(benchmark::State& state, const std::string& label_suffix) {
+  SetRateCounters(state, k4K);
+  if (state.thread_index() == 0 && g_hit_bed && g_hit_bed->engine) {
+    state.counters["misses"] =
+        static_cast<double>(g_hit_bed->engine->GetStats().misses - g_hit_misses_before);
+    state.SetLabel(Label(*g_hit_bed) + label_suffix);
+  }
+}
+
 // Thread 0 of a hit run: (re)opens and warms the shared bed when the
 // parameters change, and notes the misses so far.
 void PrepareHitBed(benchmark::State& state, const Params& p) {
@@ -194,10 +215,7 @@ void PrepareHitBed(benchmark::State& state, const Params& p) {
 }
 
 void BM_Hit4K(benchmark::State& state) {
-  Params p;
-  p.shards = static_cast<unsigned>(state.range(0));
-  p.direct_io = state.range(1) != 0;
-  p.origin_size = HitSetBytes();
+  const Params p = HitParams(state);
   if (state.thread_index() == 0) PrepareHitBed(state, p);
   AlignedBuffer buf(k4K);
   Random rng(state.thread_index() + 1);
@@ -214,13 +232,7 @@ void BM_Hit4K(benchmark::State& state) {
       break;
     }
   }
-  SetRateCounters(state, k4K);
-  if (state.thread_index() == 0 && g_hit_bed && g_hit_bed->engine) {
-    // A hit benchmark that missed would measure the origin: show it.
-    state.counters["misses"] =
-        static_cast<double>(g_hit_bed->engine->GetStats().misses - g_hit_misses_before);
-    state.SetLabel(Label(*g_hit_bed));
-  }
+  FinishHitRun(state, "");
 }
 
 // Hits through a ReadQueue: each completion queues the next random read from
@@ -243,10 +255,7 @@ void QueueSlotDone(void* user, int err) {
 }
 
 void BM_QueueHit4K(benchmark::State& state) {
-  Params p;
-  p.shards = static_cast<unsigned>(state.range(0));
-  p.direct_io = state.range(1) != 0;
-  p.origin_size = HitSetBytes();
+  const Params p = HitParams(state);
   const unsigned depth = static_cast<unsigned>(state.range(2));
   if (state.thread_index() == 0) PrepareHitBed(state, p);
   // (Google Benchmark starts the timed loop of all threads together, after
@@ -291,12 +300,7 @@ void BM_QueueHit4K(benchmark::State& state) {
   // show how many did (summed over threads).
   if (queue) state.counters["worker_reads"] = static_cast<double>(queue->worker_reads());
   queue.reset();  // completes what is in flight
-  SetRateCounters(state, k4K);
-  if (state.thread_index() == 0 && g_hit_bed && g_hit_bed->engine) {
-    state.counters["misses"] =
-        static_cast<double>(g_hit_bed->engine->GetStats().misses - g_hit_misses_before);
-    state.SetLabel(Label(*g_hit_bed) + absl::StrFormat(" depth=%u", depth));
-  }
+  FinishHitRun(state, absl::StrFormat(" depth=%u", depth));
 }
 
 // ---------------------------------------------------------------------------

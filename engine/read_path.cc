@@ -12,9 +12,8 @@
 namespace ringcache {
 
 int EngineImpl::Read(Backend& origin, void* buf, uint32_t count, uint64_t offset) {
-  if (int err = CheckRange("read", count, offset, EINVAL)) return err;
+  if (int err = CheckReadRequest(buf, count, offset)) return err;
   if (count == 0) return 0;
-  if (buf == nullptr) return Fail(EINVAL, "ringcache: read into a null buffer");
   return ReadImpl(origin, static_cast<uint8_t*>(buf), count, offset, config_.CacheOnReadNow(),
                   /*sync_fill=*/false);
 }
