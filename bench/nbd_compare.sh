@@ -8,6 +8,10 @@
 #
 # Environment:
 #   QUICK=1                ~3 s per job instead of 10 s (RUNTIME=N overrides both)
+#   ROUNDS=N               rounds of the warm and reclaim rows (default 3): all
+#                          variants run side by side, each round runs every
+#                          variant once (rotating the order), for ROUND_RUNTIME
+#                          s (default RUNTIME/2, at least 3); the medians count
 #   RINGCACHE_BENCH_DIR    where cache files and the raw fio file live (default /var/tmp)
 #   VARIANTS               subset of "passthrough nbdkit ringcache" (default: all three)
 #   ROWS                   subset of "cold flush writethrough warm reclaim" (default: all)
@@ -30,6 +34,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then RUNTIME=${RUNTIME:-3}; else RUNTIME=${RUNTIME:-10}; fi
+ROUNDS=${ROUNDS:-3}
+ROUND_RUNTIME=${ROUND_RUNTIME:-$(( RUNTIME / 2 > 3 ? RUNTIME / 2 : 3 ))}
 BENCH_DIR=${RINGCACHE_BENCH_DIR:-/var/tmp}
 VARIANTS=${VARIANTS:-passthrough nbdkit ringcache}
 ROWS=${ROWS:-cold flush writethrough warm reclaim}
@@ -49,7 +55,9 @@ done
   { echo "nbd_compare.sh: RINGCACHE_BENCH_DIR=$BENCH_DIR is not a writable directory" >&2; exit 1; }
 [ -d "$ORIGIN_DIR" ] && [ -w "$ORIGIN_DIR" ] ||
   { echo "nbd_compare.sh: ORIGIN_DIR=$ORIGIN_DIR is not a writable directory" >&2; exit 1; }
-case "$RUNTIME" in ''|*[!0-9]*) echo "nbd_compare.sh: RUNTIME=$RUNTIME is not a number of seconds" >&2; exit 1;; esac
+for n in RUNTIME ROUND_RUNTIME ROUNDS; do
+  case "${!n}" in ''|*[!0-9]*|0) echo "nbd_compare.sh: $n=${!n} is not a positive whole number" >&2; exit 1;; esac
+done
 
 if [ "${BUILD:-1}" != 0 ]; then
   targets=()
@@ -84,7 +92,7 @@ fi
 # shellcheck source=bench/lib/nbd_server.sh
 source "$ROOT/bench/lib/nbd_server.sh"
 cleanup() {
-  stop_nbdkit
+  stop_all_nbdkit
   remove_origins
   rm -rf "$WORK"
 }
@@ -142,6 +150,8 @@ server_args() {
   [ "$variant" != ringcache ] || SERVER_ARGS+=(${RINGCACHE_PARAMS:-})
 }
 
+# start_variant VARIANT "CACHE-PARAMS" "DELAY-PARAMS" PLUGIN PLUGIN-PARAMS...
+# Starts VARIANT's server (socket VARIANT.sock) and makes it current.
 start_variant() {
   local variant=$1
   shift
@@ -212,27 +222,61 @@ row_writethrough() {
   done
 }
 
-row_warm() {
-  local v s iops p99
-  for v in $VARIANTS; do
-    start_variant "$v" "cache=writeback cache-on-read=true" "" pattern size=256M
-    run_fio "warm-prefill-$v" --rw=read --bs=1m --iodepth=4 --numjobs=1 >/dev/null
-    s=$(run_fio "warm-$v" --rw=randread --bs=4k --numjobs=4 --iodepth=16 "${TIMED[@]}")
-    read -r iops p99 _ <<<"$s"
-    R[warm.$v.iops]=$iops
-    R[warm.$v.p99_us]=$p99
-    stop_nbdkit
+median() {
+  printf '%s\n' "$@" | sort -g |
+    awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# run_rounds ROW fio-args...: the variants' servers are all running; runs
+# ROUNDS rounds, each running the fio job once against every variant, the
+# order rotated by one per round so that no variant always goes first or
+# follows the same neighbour, and stores the medians of IOPS and p99 in
+# R[ROW.VARIANT.iops] and R[ROW.VARIANT.p99_us]. This VM's speed drifts by
+# tens of percent within a minute; interleaving exposes every variant to the
+# same drift, and the median drops the round that a stall hit.
+run_rounds() {
+  local row=$1
+  shift
+  local -a order=($VARIANTS)
+  local -A iops=() p99=()
+  local r i v s one_iops one_p99
+  for r in $(seq 1 "$ROUNDS"); do
+    for i in "${!order[@]}"; do
+      v=${order[$(( (i + r - 1) % ${#order[@]} ))]}
+      use_nbdkit "$v"
+      s=$(run_fio "$row-$v-round$r" "$@" --time_based --runtime="$ROUND_RUNTIME" --ramp_time=1)
+      read -r one_iops one_p99 _ <<<"$s"
+      log "  round $r $v: $one_iops IOPS, p99 $one_p99 us"
+      iops[$v]+=" $one_iops"
+      p99[$v]+=" $one_p99"
+    done
+  done
+  for v in "${order[@]}"; do
+    # shellcheck disable=SC2086
+    R[$row.$v.iops]=$(median ${iops[$v]})
+    # shellcheck disable=SC2086
+    R[$row.$v.p99_us]=$(median ${p99[$v]})
+    log "$row $v: median of$(printf ' %s' ${iops[$v]}) IOPS = ${R[$row.$v.iops]}; p99 median ${R[$row.$v.p99_us]} us"
   done
 }
 
+row_warm() {
+  local v
+  for v in $VARIANTS; do
+    start_variant "$v" "cache=writeback cache-on-read=true" "" pattern size=256M
+    run_fio "warm-prefill-$v" --rw=read --bs=1m --iodepth=4 --numjobs=1 >/dev/null
+  done
+  run_rounds warm --rw=randread --bs=4k --numjobs=4 --iodepth=16
+  stop_all_nbdkit
+}
+
 row_reclaim() {
-  local v s
+  local v
   for v in $VARIANTS; do
     start_variant "$v" "cache=writeback cache-on-read=true cache-max-size=256M" "" pattern size=1G
-    s=$(run_fio "reclaim-$v" --rw=randread --bs=64k --numjobs=4 --iodepth=16 "${TIMED[@]}")
-    R[reclaim.$v.iops]=${s%% *}
-    stop_nbdkit
   done
+  run_rounds reclaim --rw=randread --bs=64k --numjobs=4 --iodepth=16
+  stop_all_nbdkit
 }
 
 for row in $ROWS; do

@@ -1,13 +1,17 @@
-# Starting and stopping one nbdkit server on a Unix socket (sourced by
+# Starting and stopping nbdkit servers on Unix sockets (sourced by
 # bench/nbd_compare.sh). The caller sets WORK (a private temp dir) and
-# NBDKIT_THREADS, and installs a trap that calls stop_nbdkit.
+# NBDKIT_THREADS, and installs a trap that calls stop_all_nbdkit.
+#
+# Several servers may run at once, one per NAME (socket $WORK/NAME.sock);
+# SERVER_SOCK and SERVER_PID name the current one, which server_uri uses.
 
 SERVER_PID=""
 SERVER_SOCK=""
+declare -A SERVER_PIDS=()   # NAME -> PID of every server still running
 
 # start_nbdkit NAME nbdkit-args...
 # Starts `nbdkit -f -t $NBDKIT_THREADS -U SOCK nbdkit-args...` in the
-# background and waits until it accepts connections.
+# background, waits until it accepts connections, and makes it current.
 start_nbdkit() {
   local name=$1
   shift
@@ -16,11 +20,13 @@ start_nbdkit() {
   rm -f "$SERVER_SOCK"
   nbdkit -f -t "$NBDKIT_THREADS" -U "$SERVER_SOCK" "$@" >"$log" 2>&1 &
   SERVER_PID=$!
+  SERVER_PIDS[$name]=$SERVER_PID
   local i
   for i in $(seq 1 200); do
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
       echo "nbdkit ($name) exited at start: nbdkit $*" >&2
       cat "$log" >&2
+      unset "SERVER_PIDS[$name]"
       SERVER_PID=""
       return 1
     fi
@@ -30,23 +36,26 @@ start_nbdkit() {
     sleep 0.05
   done
   echo "nbdkit ($name) did not open $SERVER_SOCK within 10 s" >&2
-  stop_nbdkit
+  stop_nbdkit "$name"
   return 1
+}
+
+# use_nbdkit NAME: makes the running server NAME current.
+use_nbdkit() {
+  SERVER_PID=${SERVER_PIDS[$1]:?"no nbdkit server named $1 is running"}
+  SERVER_SOCK="$WORK/$1.sock"
 }
 
 server_uri() {
   echo "nbd+unix:///?socket=$SERVER_SOCK"
 }
 
-# Stops the server started last (by its PID): SIGTERM, then SIGKILL after
-# 60 s. Exiting can take seconds: closing a large unlinked cache file frees
-# its extents, and with the `discard` mount option that is device I/O.
-stop_nbdkit() {
-  [ -n "$SERVER_PID" ] || return 0
-  local pid=$SERVER_PID
-  SERVER_PID=""
+# Stops one server by PID: SIGTERM, then SIGKILL after 60 s. Exiting can
+# take seconds: closing a large unlinked cache file frees its extents, and
+# with the `discard` mount option that is device I/O.
+kill_nbdkit_pid() {
+  local pid=$1 i
   kill "$pid" 2>/dev/null || true
-  local i
   for i in $(seq 1 600); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
@@ -56,4 +65,26 @@ stop_nbdkit() {
     kill -9 "$pid" 2>/dev/null || true
   fi
   wait "$pid" 2>/dev/null || true
+}
+
+# stop_nbdkit [NAME]: stops server NAME (default: the current one).
+stop_nbdkit() {
+  local name=${1:-} n
+  if [ -z "$name" ]; then
+    [ -n "$SERVER_PID" ] || return 0
+    for n in "${!SERVER_PIDS[@]}"; do
+      [ "${SERVER_PIDS[$n]}" != "$SERVER_PID" ] || name=$n
+    done
+    [ -n "$name" ] || { kill_nbdkit_pid "$SERVER_PID"; SERVER_PID=""; return 0; }
+  fi
+  local pid=${SERVER_PIDS[$name]:-}
+  unset "SERVER_PIDS[$name]"
+  [ "$pid" != "$SERVER_PID" ] || SERVER_PID=""
+  [ -z "$pid" ] || kill_nbdkit_pid "$pid"
+}
+
+stop_all_nbdkit() {
+  local n
+  for n in "${!SERVER_PIDS[@]}"; do stop_nbdkit "$n"; done
+  SERVER_PID=""
 }
