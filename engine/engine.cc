@@ -49,20 +49,30 @@ uint64_t Engine::size() const { return impl_->size_.load(); }
 uint32_t Engine::block_size() const { return impl_->bs_; }
 const Config& Engine::config() const { return impl_->config_; }
 
+// Each request is timed here, around the whole call, so that every way out
+// of it (refusals and failures included) is recorded exactly once.
 int Engine::Read(Backend& origin, void* buf, uint32_t count, uint64_t offset) {
+  ScopedLatency timed(impl_->LatencyRecorderFor(LatencyOp::kRead));
   return impl_->Read(origin, buf, count, offset);
 }
 int Engine::Write(Backend& origin, const void* buf, uint32_t count, uint64_t offset, uint32_t flags) {
+  ScopedLatency timed(impl_->LatencyRecorderFor(LatencyOp::kWrite));
   return impl_->Write(origin, buf, count, offset, flags);
 }
 int Engine::Zero(Backend& origin, uint32_t count, uint64_t offset, uint32_t flags) {
+  ScopedLatency timed(impl_->LatencyRecorderFor(LatencyOp::kZero));
   return impl_->Zero(origin, count, offset, flags);
 }
 int Engine::Trim(Backend& origin, uint32_t count, uint64_t offset, uint32_t flags) {
+  ScopedLatency timed(impl_->LatencyRecorderFor(LatencyOp::kTrim));
   return impl_->Trim(origin, count, offset, flags);
 }
-int Engine::Flush(Backend& origin) { return impl_->Flush(origin); }
+int Engine::Flush(Backend& origin) {
+  ScopedLatency timed(impl_->LatencyRecorderFor(LatencyOp::kFlush));
+  return impl_->Flush(origin);
+}
 int Engine::Prefetch(Backend& origin, uint32_t count, uint64_t offset) {
+  ScopedLatency timed(impl_->LatencyRecorderFor(LatencyOp::kCache));
   return impl_->Prefetch(origin, count, offset);
 }
 void Engine::ForEachExtent(uint64_t offset, uint64_t count,
@@ -70,6 +80,7 @@ void Engine::ForEachExtent(uint64_t offset, uint64_t count,
   impl_->ForEachExtent(offset, count, fn);
 }
 Stats Engine::GetStats() const { return impl_->GetStats(); }
+LatencyHistogram Engine::GetLatency(LatencyOp op) const { return impl_->GetLatency(op); }
 CacheFaults& Engine::cache_faults() { return impl_->cache_faults_; }
 
 // ---- EngineImpl: setup ----
@@ -377,6 +388,7 @@ Stats EngineImpl::GetStats() const {
     st.origin_writes += c.origin_writes.load(std::memory_order_relaxed);
     st.cache_errors += c.cache_errors.load(std::memory_order_relaxed);
     st.fills_deferred += c.fills_deferred.load(std::memory_order_relaxed);
+    for (int op = 0; op < kLatencyOpCount; op++) c.latency[op].AddTo(&st.latency[op]);
   }
   uint64_t data = 0;
   for (unsigned i = 0; i < map_.shard_count(); i++) {
@@ -388,6 +400,12 @@ Stats EngineImpl::GetStats() const {
   }
   st.cache_bytes = data * bs_;
   return st;
+}
+
+LatencyHistogram EngineImpl::GetLatency(LatencyOp op) const {
+  LatencyHistogram h;
+  for (const CounterSlot& c : counters_) c.latency[static_cast<int>(op)].AddTo(&h);
+  return h;
 }
 
 void EngineImpl::ForEachExtent(uint64_t offset, uint64_t count,

@@ -21,6 +21,7 @@
 #include "engine/backend.h"
 #include "engine/cache_faults.h"
 #include "engine/config.h"
+#include "engine/latency.h"
 #include "engine/stats.h"
 
 namespace ringcache {
@@ -58,6 +59,10 @@ class Engine {
   uint32_t block_size() const;
   const Config& config() const;
 
+  // Every request below records how long it took, from call to return and
+  // failures included, in the latency histogram of its op (Stats::latency):
+  // Read: kRead, Write: kWrite, Zero: kZero, Trim: kTrim, Flush: kFlush,
+  // Prefetch: kCache.
   int Read(Backend& origin, void* buf, uint32_t count, uint64_t offset);
   int Write(Backend& origin, const void* buf, uint32_t count, uint64_t offset, uint32_t flags);
   // flags: kFlagFua, kFlagMayTrim, kFlagFastZero (fast zero is refused: ENOTSUP).
@@ -76,6 +81,9 @@ class Engine {
                      const std::function<void(uint64_t offset, uint64_t length, ExtentKind kind)>& fn) const;
 
   Stats GetStats() const;
+  // The latency histogram of one op (what GetStats gives in Stats::latency),
+  // without GetStats's wait for background fills and walk of the block map.
+  LatencyHistogram GetLatency(LatencyOp op) const;
 
   // Fault injection into cache-file I/O, for tests (see cache_faults.h).
   CacheFaults& cache_faults();

@@ -15,6 +15,7 @@
 #include "engine/config.h"
 #include "engine/engine.h"
 #include "engine/fill_writer.h"
+#include "engine/latency.h"
 #include "engine/per_thread.h"
 #include "engine/stats.h"
 #include "engine/sync.h"
@@ -70,12 +71,22 @@ struct alignas(64) CounterSlot {
   std::atomic<uint64_t> hits{0}, misses{0}, bytes_from_cache{0}, bytes_from_origin{0};
   std::atomic<uint64_t> evictions{0}, writebacks{0}, origin_writes{0}, cache_errors{0};
   std::atomic<uint64_t> fills_deferred{0};
+  LatencyRecorder latency[kLatencyOpCount];
 };
 
 class EngineImpl {
  public:
   EngineImpl(const Config& config, std::unique_ptr<CacheStore> store);
   ~EngineImpl();
+
+  // The request methods below do not time themselves: Engine's public ones
+  // record each call's latency, ReadQueue records its reads from queueing to
+  // completion. LatencyRecorderFor: this thread's recorder for op;
+  // GetLatency: the histogram of op summed over every thread.
+  LatencyRecorder& LatencyRecorderFor(LatencyOp op) {
+    return Counters().latency[static_cast<int>(op)];
+  }
+  LatencyHistogram GetLatency(LatencyOp op) const;
 
   absl::Status ProbeRing();
   absl::Status SetSize(uint64_t size);

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "engine/latency.h"
+
 namespace ringcache {
 
 struct Stats {
@@ -20,6 +22,11 @@ struct Stats {
   uint64_t cache_bytes = 0;        // bytes of cache file space in use (cached, non-zero blocks)
   uint64_t fills_deferred = 0;     // read misses not cached because the full cache admits a
                                    // block only on its second miss (cache-max-size)
+  // Per op, the time each request took from call to return, failures
+  // included (see Engine and ReadQueue for what each op covers).
+  LatencyHistogram latency[kLatencyOpCount];
+
+  const LatencyHistogram& Latency(LatencyOp op) const { return latency[static_cast<int>(op)]; }
 };
 
 }  // namespace ringcache
