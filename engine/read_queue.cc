@@ -86,6 +86,7 @@ int ReadQueue::Read(void* buf, uint32_t count, uint64_t offset, DoneFn done, voi
   op.offset = offset;
   op.done = done;
   op.user = user;
+  op.start_ns = MonotonicNanos();
   op.err = 0;
   if (count == 0) {
     // Completes at the next Wait, like any other read.
@@ -179,6 +180,7 @@ void ReadQueue::Complete(uint32_t slot, int err, const std::string* message) {
   DoneFn done = op.done;
   void* user = op.user;
   if (err) SetLastError(message ? *message : std::string("ringcache: read failed"));
+  engine_.LatencyRecorderFor(LatencyOp::kRead).Record(MonotonicNanos() - op.start_ns);
   free_.push_back(slot);
   in_flight_--;
   completed_in_call_++;

@@ -17,6 +17,12 @@
 // Wait() through an eventfd read armed in the same ring, so Wait() sleeps in
 // one place for both kinds.
 //
+// Every read the queue completes is recorded once in the engine's read
+// latency histogram (LatencyOp::kRead), fast hit or not, as the time from its
+// Read() call to its completion, just before done runs: the latency its
+// owner saw, waiting for Wait() included. (The workers' Engine::Read calls are
+// not timed again.) Reads that Read() refuses are not recorded.
+//
 // A ReadQueue is used by one thread at a time (it is not thread-safe);
 // several queues on one engine, one per thread, work in parallel. The engine
 // and the origin must outlive the queue.
@@ -86,6 +92,7 @@ class ReadQueue {
     DoneFn done;
     void* user;
     uint64_t first_block, last_block;  // pinned shared while a fast hit is in flight
+    uint64_t start_ns;                 // MonotonicNanos() when Read() queued it
     int err;                           // positive errno, set by a worker
     std::string message;               // the worker's LastError() when err != 0
   };
