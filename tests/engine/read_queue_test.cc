@@ -164,6 +164,37 @@ TEST_P(ReadQueueTest, OriginAndCacheErrorsReachTheCallbackWithTheirCause) {
   EXPECT_GT(engine_->cache_faults().injected.load(), 0u);
 }
 
+// Every read the queue completes is one read in the engine's latency
+// histogram, fast hit or worker read (whose Engine::Read is not counted
+// again); a read the queue refuses is not.
+TEST_P(ReadQueueTest, EveryCompletedReadIsTimedOnce) {
+  ASSERT_NO_FATAL_FAILURE(Open(64 * 4096, {"cache-on-read=true"}));
+  alignas(4096) static uint8_t buf[13][4096];
+  std::vector<uint8_t> warm(8 * 4096);
+  ASSERT_EQ(engine_->Read(*origin_, warm.data(), warm.size(), 0), 0) << LastError();
+  engine_->GetStats();  // the fills have landed: blocks 0-7 are fast hits
+  const uint64_t before = engine_->GetLatency(LatencyOp::kRead).count;
+  ASSERT_EQ(before, 1u);
+
+  Result results[13];
+  for (int i = 0; i < 8; i++)
+    ASSERT_EQ(queue_->Read(buf[i], 4096, i * 4096, RecordDone, &results[i]), 0) << LastError();
+  for (int i = 8; i < 12; i++)  // misses, for the workers
+    ASSERT_EQ(queue_->Read(buf[i], 4096, (24 + i) * 4096, RecordDone, &results[i]), 0);
+  ASSERT_EQ(queue_->Read(buf[12], 0, 0, RecordDone, &results[12]), 0);  // empty
+  Result refused;
+  EXPECT_EQ(queue_->Read(buf[12], 4096, 64 * 4096, RecordDone, &refused), EINVAL);
+  while (queue_->in_flight() > 0) queue_->Wait(1);
+  for (const Result& r : results) EXPECT_EQ(r.calls, 1);
+  EXPECT_EQ(refused.calls, 0);
+  EXPECT_EQ(queue_->fast_hits(), 8u);
+  EXPECT_EQ(queue_->worker_reads(), 4u);
+
+  const LatencyHistogram h = engine_->GetLatency(LatencyOp::kRead);
+  EXPECT_EQ(h.count - before, 13u);
+  EXPECT_LE(h.PercentileUs(99), h.max_us);
+}
+
 struct Chain {
   ReadQueue* queue;
   uint8_t* buf;
