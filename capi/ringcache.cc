@@ -27,6 +27,16 @@
 static_assert(RC_FUA == ringcache::kFlagFua, "RC_FUA must match the engine's flag");
 static_assert(RC_MAY_TRIM == ringcache::kFlagMayTrim, "RC_MAY_TRIM must match the engine's flag");
 static_assert(RC_FAST_ZERO == ringcache::kFlagFastZero, "RC_FAST_ZERO must match the engine's flag");
+static_assert(RC_OP_READ == static_cast<int>(ringcache::LatencyOp::kRead) &&
+                  RC_OP_WRITE == static_cast<int>(ringcache::LatencyOp::kWrite) &&
+                  RC_OP_ZERO == static_cast<int>(ringcache::LatencyOp::kZero) &&
+                  RC_OP_TRIM == static_cast<int>(ringcache::LatencyOp::kTrim) &&
+                  RC_OP_FLUSH == static_cast<int>(ringcache::LatencyOp::kFlush) &&
+                  RC_OP_CACHE == static_cast<int>(ringcache::LatencyOp::kCache) &&
+                  RC_OP_CACHE + 1 == ringcache::kLatencyOpCount,
+              "RC_OP_* must match the engine's LatencyOp");
+static_assert(RC_LATENCY_BUCKETS == ringcache::kLatencyBuckets,
+              "rc_latency must hold every bucket of the engine's histograms");
 
 namespace {
 
@@ -38,6 +48,12 @@ using ringcache::AsyncRequest;
 constexpr uint32_t kAsyncQueueCapacity = 1024;
 
 thread_local std::string tls_error;
+
+// The smallest rc_latency a caller may pass: the whole struct as first
+// published (fields added later go after it).
+constexpr uint32_t kMinLatencySize = 320;
+static_assert(offsetof(rc_latency, buckets) + sizeof(rc_latency::buckets) == kMinLatencySize,
+              "rc_latency grows only by appending");
 
 // Sets the message; returns -err (err positive).
 template <typename... Args>
@@ -484,6 +500,32 @@ int rc_get_stats(rc_engine* e, rc_stats* out) {
            filled - first);
   }
   out->struct_size = static_cast<uint32_t>(filled);
+  return 0;
+}
+
+int rc_get_latency(rc_engine* e, int op, rc_latency* out) {
+  if (e == nullptr) return Fail(EINVAL, "rc_get_latency: engine handle is NULL");
+  if (out == nullptr) return Fail(EINVAL, "rc_get_latency: out is NULL");
+  if (op < RC_OP_READ || op > RC_OP_CACHE)
+    return Fail(EINVAL, "rc_get_latency: op %d is not an RC_OP_* value (%d to %d)", op,
+                RC_OP_READ, RC_OP_CACHE);
+  if (out->struct_size < kMinLatencySize)
+    return Fail(EINVAL,
+                "rc_get_latency: out->struct_size is %u, smaller than rc_latency (%u bytes): "
+                "set it to sizeof (rc_latency)",
+                out->struct_size, kMinLatencySize);
+  const ringcache::LatencyHistogram h = e->engine->GetLatency(static_cast<ringcache::LatencyOp>(op));
+  memset(out, 0, sizeof *out);
+  out->struct_size = sizeof *out;
+  out->bucket_count = RC_LATENCY_BUCKETS;
+  out->count = h.count;
+  out->sum_us = h.sum_us;
+  out->max_us = h.max_us;
+  out->p50_us = h.PercentileUs(50);
+  out->p90_us = h.PercentileUs(90);
+  out->p99_us = h.PercentileUs(99);
+  out->p999_us = h.PercentileUs(99.9);
+  for (int i = 0; i < RC_LATENCY_BUCKETS; i++) out->buckets[i] = h.buckets[i];
   return 0;
 }
 

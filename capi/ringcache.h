@@ -363,6 +363,65 @@ void rc_queue_close (rc_queue *q);
  * struct_size field itself).  Thread-safe. */
 int rc_get_stats (rc_engine *e, rc_stats *out);
 
+/* ---- Latency --------------------------------------------------------- */
+
+/* The kinds of request whose latency the engine records, one histogram each;
+ * the op argument of rc_get_latency. */
+enum {
+  RC_OP_READ = 0,  /* rc_pread, rc_submit_pread, rc_queue_pread */
+  RC_OP_WRITE = 1, /* rc_pwrite, rc_submit_pwrite */
+  RC_OP_ZERO = 2,  /* rc_zero, rc_submit_zero */
+  RC_OP_TRIM = 3,  /* rc_trim */
+  RC_OP_FLUSH = 4, /* rc_flush, rc_submit_flush, the flush of rc_engine_close */
+  RC_OP_CACHE = 5  /* rc_prefetch */
+};
+
+/* The number of entries of rc_latency.buckets. */
+#define RC_LATENCY_BUCKETS 32
+
+/* A histogram of how long the requests of one kind took, filled by
+ * rc_get_latency.  Totals since rc_engine_open.
+ *
+ * What is timed: a synchronous call from the moment it passes its argument
+ * checks to its return; an rc_submit_* request from when a worker thread
+ * starts it to when it finishes, before done runs (the wait in the queue is
+ * not included); an rc_queue_pread read from the rc_queue_pread call to just
+ * before its done runs (the wait for rc_queue_wait is included: it is the
+ * latency the queue's thread sees).  Requests that fail (errors of the origin
+ * or the cache file, -ENOTSUP of RC_FAST_ZERO) are counted; calls refused for
+ * their arguments are not, nor synchronous calls with count 0 (they return
+ * at once).
+ *
+ * Latencies are whole microseconds in log2 buckets: buckets[0] counts requests
+ * that took under 1 us, buckets[i] (1 <= i <= 30) those that took from 2^(i-1)
+ * up to (not including) 2^i us, buckets[31] those of 2^30 us or more.  A
+ * percentile is the upper limit (2^i) of the bucket holding the request of
+ * that rank, capped at max_us: an upper bound within a factor of two. */
+typedef struct rc_latency {
+  /* Set by the caller to sizeof (rc_latency); see rc_get_latency. */
+  uint32_t struct_size;
+  uint32_t bucket_count; /* entries of buckets filled: RC_LATENCY_BUCKETS */
+  uint64_t count;        /* requests recorded (the sum of buckets) */
+  uint64_t sum_us;       /* their total time, us (sum_us / count: the mean) */
+  uint64_t max_us;       /* the longest one, us */
+  uint64_t p50_us;       /* half of the requests took at most this long, us */
+  uint64_t p90_us;       /* 90% of them */
+  uint64_t p99_us;       /* 99% of them */
+  uint64_t p999_us;      /* 99.9% of them */
+  uint64_t buckets[RC_LATENCY_BUCKETS]; /* requests per bucket, see above */
+} rc_latency;
+
+/* Fills *out with the latency histogram of op (an RC_OP_* value), a snapshot
+ * taken without stopping requests: one completing meanwhile may show in one
+ * field and not yet in another.  Set out->struct_size to sizeof (rc_latency)
+ * first.  A caller built against a newer header with a larger rc_latency gets
+ * the fields this library knows, and out->struct_size is set to their size.
+ * All zeros when no request of that kind has completed.
+ * Returns 0, or -EINVAL (e or out NULL; op not an RC_OP_* value;
+ * struct_size smaller than the rc_latency of this header), with
+ * rc_last_error() naming the cause.  Thread-safe; takes no engine lock. */
+int rc_get_latency (rc_engine *e, int op, rc_latency *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,7 +19,7 @@ if [[ -n "$others" ]]; then
 fi
 for want in rc_engine_open rc_engine_close rc_get_size rc_block_size rc_pread rc_pwrite \
             rc_zero rc_flush rc_prefetch rc_submit_pread rc_submit_pwrite rc_submit_flush \
-            rc_get_stats rc_last_error rc_queue_open rc_queue_pread rc_queue_wait \
+            rc_get_stats rc_get_latency rc_last_error rc_queue_open rc_queue_pread rc_queue_wait \
             rc_queue_in_flight rc_queue_close; do
   if ! grep -qx "$want" <<<"$syms"; then
     echo "FAIL: $lib does not export $want"; exit 1
