@@ -1160,6 +1160,149 @@ static void test_queue (void)
   mem_free (m);
 }
 
+/* ---- latency histograms -------------------------------------------------- */
+
+static rc_latency get_latency (rc_engine *e, int op)
+{
+  rc_latency l;
+  memset (&l, 0xAB, sizeof l);
+  l.struct_size = sizeof l;
+  CHECK_EQ (rc_get_latency (e, op, &l), 0);
+  return l;
+}
+
+/* The summary fields agree with the buckets and with each other. */
+static void check_latency_shape (const rc_latency *l)
+{
+  uint64_t total = 0;
+  int i;
+  CHECK_EQ (l->struct_size, sizeof (rc_latency));
+  CHECK_EQ (l->bucket_count, RC_LATENCY_BUCKETS);
+  for (i = 0; i < RC_LATENCY_BUCKETS; i++)
+    total += l->buckets[i];
+  CHECK_EQ (total, l->count);
+  CHECK (l->p50_us <= l->p90_us);
+  CHECK (l->p90_us <= l->p99_us);
+  CHECK (l->p99_us <= l->p999_us);
+  CHECK (l->p999_us <= l->max_us);
+  CHECK (l->sum_us <= l->count * (l->max_us + 1));
+}
+
+static void test_latency (void)
+{
+  mem_origin *m = mem_new (1 << 20);
+  rc_origin o = origin_of (m);
+  rc_engine *e = open_mode (&o, "writeback");
+  unsigned char *buf = malloc (8 * SLOT);
+  unsigned char raw[sizeof (rc_latency) + 64];
+  rc_latency *big = (rc_latency *) raw;
+  rc_latency l;
+  async_state as;
+  queue_read qr[3];
+  rc_queue *q = NULL;
+  int op, i;
+
+  /* Nothing yet: all zeros. */
+  for (op = RC_OP_READ; op <= RC_OP_CACHE; op++) {
+    l = get_latency (e, op);
+    check_latency_shape (&l);
+    CHECK_EQ (l.count, 0);
+    CHECK_EQ (l.max_us, 0);
+    CHECK_EQ (l.p99_us, 0);
+  }
+
+  /* Each call counted once under its own op. */
+  for (i = 0; i < 5; i++)
+    CHECK_EQ (rc_pread (e, buf, SLOT, (uint64_t) i * SLOT), 0);
+  CHECK_EQ (rc_pread (e, buf, 0, 0), 0);                  /* count 0: not timed */
+  CHECK_EQ (rc_pread (e, buf, SLOT, 1 << 20), -EINVAL);   /* refused: not timed */
+  for (i = 0; i < 3; i++)
+    CHECK_EQ (rc_pwrite (e, buf, SLOT, (uint64_t) (20 + i) * SLOT, 0), 0);
+  CHECK_EQ (rc_zero (e, SLOT, 30 * SLOT, 0), 0);
+  CHECK_EQ (rc_zero (e, SLOT, 31 * SLOT, RC_FAST_ZERO), -ENOTSUP); /* timed */
+  CHECK_EQ (rc_trim (e, SLOT, 40 * SLOT, 0), 0);
+  CHECK_EQ (rc_flush (e), 0);
+  CHECK_EQ (rc_flush (e), 0);
+  CHECK_EQ (rc_prefetch (e, 2 * SLOT, 50 * SLOT), 0);
+  atomic_store (&m->fail_read, -EIO);
+  CHECK_EQ (rc_pread (e, buf, SLOT, 60 * SLOT), -EIO);   /* failed: timed */
+  atomic_store (&m->fail_read, 0);
+  CHECK_EQ (get_latency (e, RC_OP_READ).count, 6);
+  CHECK_EQ (get_latency (e, RC_OP_WRITE).count, 3);
+  CHECK_EQ (get_latency (e, RC_OP_ZERO).count, 2);
+  CHECK_EQ (get_latency (e, RC_OP_TRIM).count, 1);
+  CHECK_EQ (get_latency (e, RC_OP_FLUSH).count, 2);
+  CHECK_EQ (get_latency (e, RC_OP_CACHE).count, 1);
+  for (op = RC_OP_READ; op <= RC_OP_CACHE; op++) {
+    l = get_latency (e, op);
+    check_latency_shape (&l);
+  }
+
+  /* Asynchronous reads and read-queue reads are reads too. */
+  memset (&as, 0, sizeof as);
+  as.e = e;
+  for (i = 0; i < 4; i++)
+    CHECK_EQ (rc_submit_pread (e, buf + i * SLOT, SLOT, (uint64_t) i * SLOT, count_done, &as), 0);
+  CHECK_EQ (wait_for (&as, 4), 4);
+  CHECK_EQ (atomic_load (&as.errors), 0);
+  CHECK_EQ (get_latency (e, RC_OP_READ).count, 10);
+  CHECK_EQ (rc_queue_open (e, 4, &q), 0);
+  memset (qr, 0, sizeof qr);
+  for (i = 0; i < 3; i++) {
+    qr[i].result = 1;
+    CHECK_EQ (rc_queue_pread (q, buf + i * SLOT, SLOT, (uint64_t) (70 + i) * SLOT,
+                              queue_read_done, &qr[i]), 0);
+  }
+  while (rc_queue_in_flight (q) > 0)
+    rc_queue_wait (q, 1);
+  for (i = 0; i < 3; i++)
+    CHECK_EQ (qr[i].result, 0);
+  rc_queue_close (q);
+  CHECK_EQ (get_latency (e, RC_OP_READ).count, 13);
+
+  /* A miss that pays the origin's 5 ms lands at >= 4 ms. */
+  atomic_store (&m->delay_us, 5000);
+  CHECK_EQ (rc_pread (e, buf, SLOT, 100 * SLOT), 0);
+  atomic_store (&m->delay_us, 0);
+  l = get_latency (e, RC_OP_READ);
+  check_latency_shape (&l);
+  CHECK_EQ (l.count, 14);
+  CHECK (l.max_us >= 4000);
+  CHECK (l.p999_us >= 4000);   /* the slowest of 14 */
+  CHECK (l.sum_us >= 4000);
+
+  /* Errors name their cause and write nothing. */
+  l.struct_size = sizeof l;
+  CHECK_EQ (rc_get_latency (NULL, RC_OP_READ, &l), -EINVAL);
+  CHECK_MSG ("engine handle is NULL");
+  CHECK_EQ (rc_get_latency (e, RC_OP_READ, NULL), -EINVAL);
+  CHECK_MSG ("out is NULL");
+  CHECK_EQ (rc_get_latency (e, RC_OP_CACHE + 1, &l), -EINVAL);
+  CHECK_MSG ("RC_OP_");
+  CHECK_EQ (rc_get_latency (e, -1, &l), -EINVAL);
+  CHECK_MSG ("op -1");
+  memset (raw, 0xAB, sizeof raw);
+  big->struct_size = sizeof (rc_latency) - 8;
+  CHECK_EQ (rc_get_latency (e, RC_OP_READ, big), -EINVAL);
+  CHECK_MSG ("struct_size");
+  CHECK_EQ (big->struct_size, sizeof (rc_latency) - 8);
+  CHECK_EQ (raw[sizeof big->struct_size], 0xAB);
+  big->struct_size = 0;
+  CHECK_EQ (rc_get_latency (e, RC_OP_READ, big), -EINVAL);
+
+  /* A bigger struct (a caller from the future): filled up to ours. */
+  memset (raw, 0xAB, sizeof raw);
+  big->struct_size = (uint32_t) sizeof raw;
+  CHECK_EQ (rc_get_latency (e, RC_OP_READ, big), 0);
+  CHECK_EQ (big->struct_size, sizeof (rc_latency));
+  CHECK_EQ (big->count, 14);
+  CHECK_EQ (raw[sizeof (rc_latency)], 0xAB);
+
+  CHECK_EQ (rc_engine_close (e), 0);
+  free (buf);
+  mem_free (m);
+}
+
 int main (void)
 {
   const char *tmp = getenv ("TEST_TMPDIR");
@@ -1180,6 +1323,7 @@ int main (void)
   test_async ();
   test_queue ();
   test_threads ();
+  test_latency ();
 
   printf ("ringcache_api_test: %d checks, %d failed\n", atomic_load (&checks),
           atomic_load (&failures));
