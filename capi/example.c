@@ -2,7 +2,8 @@
  *
  * A RAM "origin" of 16 MiB stands in for a slow disk.  The program opens a
  * write-back cache over it, writes a message, reads it back through the
- * cache, flushes it to the origin and prints the cache's counters.
+ * cache, flushes it to the origin and prints the cache's counters and how
+ * long its read took.
  *
  *   cc -std=c99 example.c $(pkg-config --cflags --libs ringcache) -o example
  *   ./example [key=value ...]        e.g. ./example cache=writethrough
@@ -47,6 +48,7 @@ int main (int argc, char **argv)
   rc_origin origin;
   rc_engine *cache;
   rc_stats stats;
+  rc_latency reads;
   char message[] = "hello from ringcache";
   char back[sizeof message];
   int r;
@@ -96,6 +98,13 @@ int main (int argc, char **argv)
             ", dirty %" PRIu64 ", write-backs %" PRIu64 "\n",
             stats.hits, stats.misses, stats.blocks_cached, stats.blocks_dirty,
             stats.writebacks);
+
+  /* One histogram per kind of request; percentiles are upper bounds. */
+  reads.struct_size = sizeof reads;
+  if (rc_get_latency (cache, RC_OP_READ, &reads) == 0)
+    printf ("reads %" PRIu64 ": p50 <= %" PRIu64 " us, p99 <= %" PRIu64
+            " us, max %" PRIu64 " us\n",
+            reads.count, reads.p50_us, reads.p99_us, reads.max_us);
 
   r = rc_engine_close (cache);  /* also writes back anything still dirty */
   free (disk.bytes);

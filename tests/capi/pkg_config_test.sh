@@ -27,6 +27,7 @@ out=$(cd "$prefix" && TMPDIR="$prefix" ./example cache=writeback cache-min-block
 echo "$out"
 grep -q 'in the origin before flush: ""' <<<"$out" || { echo "FAIL: writeback reached the origin before flush"; exit 1; }
 grep -q 'in the origin after flush: "hello from ringcache"' <<<"$out" || { echo "FAIL: flush did not reach the origin"; exit 1; }
+grep -q '^reads 1: p50 <= ' <<<"$out" || { echo "FAIL: no read latency from rc_get_latency"; exit 1; }
 if (cd "$prefix" && ./example cache=bogus 2>"$prefix/err"); then
   echo "FAIL: a bad parameter was accepted"; exit 1
 fi
