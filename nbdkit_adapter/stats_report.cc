@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 
 namespace ringcache {
 
@@ -28,9 +29,20 @@ std::string FormatStats(const Stats& s, const char* separator) {
       {"fills_deferred", s.fills_deferred},
   };
   std::string out;
-  for (const auto& [key, value] : fields) {
+  auto add = [&out, separator](absl::string_view key, absl::string_view suffix, uint64_t value) {
     if (!out.empty()) out += separator;
-    absl::StrAppend(&out, key, "=", value);
+    absl::StrAppend(&out, key, suffix, "=", value);
+  };
+  for (const auto& [key, value] : fields) add(key, "", value);
+  // Every op, also those that have not run (zeros): a fixed set of keys.
+  for (int i = 0; i < kLatencyOpCount; i++) {
+    const LatencyOp op = static_cast<LatencyOp>(i);
+    const LatencyHistogram& h = s.Latency(op);
+    const absl::string_view name = LatencyOpName(op);
+    add(name, "_lat_count", h.count);
+    add(name, "_lat_p50_us", h.PercentileUs(50));
+    add(name, "_lat_p99_us", h.PercentileUs(99));
+    add(name, "_lat_max_us", h.max_us);
   }
   return out;
 }

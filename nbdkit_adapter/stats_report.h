@@ -18,7 +18,11 @@
 
 namespace ringcache {
 
-// "key=value" pairs separated by `separator`, in a fixed order.
+// "key=value" pairs separated by `separator`, in a fixed order: the
+// counters (hits, misses, ..., fills_deferred), then for each op (read,
+// write, zero, trim, flush, cache; always all six, zeros before any request)
+// OP_lat_count, OP_lat_p50_us, OP_lat_p99_us and OP_lat_max_us, from the
+// op's latency histogram (percentiles are upper bounds, see engine/latency.h).
 std::string FormatStats(const Stats& stats, const char* separator);
 
 // The one-line summary for nbdkit_debug.
