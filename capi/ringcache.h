@@ -416,7 +416,8 @@ typedef struct rc_latency {
  * field and not yet in another.  Set out->struct_size to sizeof (rc_latency)
  * first.  A caller built against a newer header with a larger rc_latency gets
  * the fields this library knows, and out->struct_size is set to their size.
- * All zeros when no request of that kind has completed.
+ * count, sum_us, max_us, the percentiles and the buckets are 0 when no
+ * request of that kind has completed.
  * Returns 0, or -EINVAL (e or out NULL; op not an RC_OP_* value;
  * struct_size smaller than the rc_latency of this header), with
  * rc_last_error() naming the cause.  Thread-safe; takes no engine lock. */

@@ -20,8 +20,9 @@
 // Every read the queue completes is recorded once in the engine's read
 // latency histogram (LatencyOp::kRead), fast hit or not, as the time from its
 // Read() call to its completion, just before done runs: the latency its
-// owner saw, waiting for Wait() included. (The workers' Engine::Read calls are
-// not timed again.) Reads that Read() refuses are not recorded.
+// owner saw, waiting for Wait() included. (The workers run the engine's
+// untimed read, so nothing is counted twice.) Reads that Read() refuses are
+// not recorded.
 //
 // A ReadQueue is used by one thread at a time (it is not thread-safe);
 // several queues on one engine, one per thread, work in parallel. The engine
