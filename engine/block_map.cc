@@ -1,5 +1,7 @@
 #include "engine/block_map.h"
 
+#include <algorithm>
+
 namespace ringcache {
 
 int Shard::Set(uint64_t block, uint64_t index, uint8_t state) {
@@ -74,13 +76,17 @@ void BlockMap::Resize(uint64_t blocks) {
   for (unsigned i = 0; i < shard_count_; i++) {
     Shard& s = shards_[i];
     MutexLock lock(&s.mu);
-    // Blocks i, i + n, i + 2n, ... below `blocks`.
-    uint64_t count = blocks > i ? (blocks - i + shard_count_ - 1) / shard_count_ : 0;
-    for (uint64_t idx = count; idx < s.states.size(); idx++)
-      s.Set(idx * shard_count_ + i, idx, 0);
-    s.states.resize(count, 0);
-    s.ghosts.resize(count, 0);
+    const uint64_t count = EntriesOf(i, blocks);
+    for (uint64_t idx = std::min(count, EntriesOf(i, blocks_)); idx < s.states.size(); idx++) {
+      if (s.states[idx] != 0) s.Set(idx * shard_count_ + i, idx, 0);
+      s.ghosts[idx] = 0;
+    }
+    if (count > s.states.size()) {
+      s.states.resize(count, 0);
+      s.ghosts.resize(count, 0);
+    }
   }
+  blocks_ = blocks;
 }
 
 }  // namespace ringcache

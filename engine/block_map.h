@@ -80,10 +80,20 @@ class BlockMap {
   Shard& shard(unsigned i) { return shards_[i]; }
   const Shard& shard(unsigned i) const { return shards_[i]; }
 
-  // Grows or shrinks to `blocks` blocks. Blocks past a new end are dropped.
+  // Grows or shrinks to `blocks` blocks. Blocks past a new end are dropped
+  // (not cached), and so are blocks past the previous end on growth (a
+  // request that raced a shrink may have cached one there). The per-shard
+  // vectors never shrink: a request planned before a shrink still indexes
+  // valid entries. Callers serialise Resize (Engine::SetSize's mutex).
   void Resize(uint64_t blocks);
 
  private:
+  // Entries of shard i for a disk of `blocks` blocks: i, i + n, i + 2n, ...
+  uint64_t EntriesOf(unsigned i, uint64_t blocks) const {
+    return blocks > i ? (blocks - i + shard_count_ - 1) / shard_count_ : 0;
+  }
+
+  uint64_t blocks_ = 0;  // the size of the last Resize
   unsigned shard_count_;
   uint64_t mask_;
   unsigned shift_;

@@ -134,18 +134,23 @@ absl::Status EngineImpl::SetSize(uint64_t size) {
   MutexLock lock(&size_mu_);
   uint64_t blocks = (size + bs_ - 1) / bs_;
   if (blocks != nblocks_.load() || size_.load() == 0) {
+    resizes_.fetch_add(1);  // odd: resizing
     absl::Status s = store_->Resize(blocks);
-    if (!s.ok()) return s;
-    map_.Resize(blocks);
-    int64_t used = 0;
-    for (unsigned i = 0; i < map_.shard_count(); i++) {
-      Shard& sh = map_.shard(i);
-      MutexLock l(&sh.mu);
-      used += sh.data_blocks;
+    if (s.ok()) {
+      map_.Resize(blocks);
+      int64_t used = 0;
+      for (unsigned i = 0; i < map_.shard_count(); i++) {
+        Shard& sh = map_.shard(i);
+        MutexLock l(&sh.mu);
+        used += sh.data_blocks;
+      }
+      used_blocks_.store(used);
+      nblocks_.store(blocks);
+      size_.store(size);
     }
-    used_blocks_.store(used);
+    resizes_.fetch_add(1);  // even again
+    return s;
   }
-  nblocks_.store(blocks);
   size_.store(size);
   return absl::OkStatus();
 }
@@ -367,7 +372,8 @@ void EngineImpl::PublishFill(uint64_t block, int result, bool reserved) {
   {
     MutexLock lock(&s.mu);
     const uint64_t idx = map_.IndexOf(block);
-    if (!result && idx < s.states.size())
+    // A fill that raced a shrink of the disk is not published past the end.
+    if (!result && block < nblocks_.load())
       AccountDelta(s.Set(block, idx, kCached | (capped() ? kRef : 0)));
     s.Unpin(block, PinMode::kExclusive);
   }

@@ -118,6 +118,10 @@ class EngineImpl {
   const uint32_t bs_;
   std::atomic<uint64_t> size_{0};
   std::atomic<uint64_t> nblocks_{0};
+  // Bumped by SetSize before and after it changes the number of blocks (odd
+  // while it does), so that a request can tell that the disk was resized
+  // while it ran.
+  std::atomic<uint64_t> resizes_{0};
 
  private:
   friend class WriteBack;
@@ -180,6 +184,10 @@ class EngineImpl {
 
   // Write-back of dirty blocks (sorted block numbers). With try_only, blocks
   // that are busy are skipped instead of waited for. Returns the first errno.
+  // After a failed cache-file read of dirty `blocks` during write-back: true
+  // when SetSize ran since `resizes_at_start` and none of them is still a
+  // dirty block within the disk (the resize dropped them; nothing is lost).
+  bool DroppedByResize(const std::vector<uint64_t>& blocks, uint64_t resizes_at_start);
   int WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& blocks, bool try_only,
                       std::vector<uint64_t>* written);
 

@@ -40,6 +40,7 @@ int EngineImpl::Prefetch(Backend& origin, uint32_t count, uint64_t offset) {
 
 int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t offset,
                          bool cache_misses, bool sync_fill) {
+  const uint64_t resizes_at_start = resizes_.load();
   int ctx_err = 0;
   ThreadContext* ctx = BeginRequest(offset, count, &ctx_err);
   if (ctx == nullptr) return ctx_err;
@@ -169,6 +170,16 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
     uint8_t* dst = buf + (p.block * bs_ + p.begin - offset);
     if (p.act == Act::kCacheRead) {
       if (p.err) {
+        if (resizes_.load() != resizes_at_start || (resizes_at_start & 1)) {
+          // SetSize shrank the disk (and the cache file) under this read:
+          // what the cache held past the new end is gone.
+          if (!err)
+            err = Fail(EIO,
+                       "ringcache: cache file read of block %d failed (%s): the disk was resized "
+                       "while this read was in flight",
+                       p.block, strerror(p.err));
+          continue;
+        }
         if (p.old_state & kDirty) {
           if (!err)
             err = Fail(EIO,

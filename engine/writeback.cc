@@ -34,9 +34,21 @@ int EngineImpl::Flush(Backend& origin) {
   return err;
 }
 
+bool EngineImpl::DroppedByResize(const std::vector<uint64_t>& blocks, uint64_t resizes_at_start) {
+  if (resizes_.load() == resizes_at_start && !(resizes_at_start & 1)) return false;
+  MutexLock resizing(&size_mu_);  // let a resize that is under way finish
+  for (uint64_t b : blocks) {
+    Shard& s = map_.ShardOf(b);
+    MutexLock lock(&s.mu);
+    if (b < nblocks_.load() && (s.Get(map_.IndexOf(b)) & kDirty)) return false;
+  }
+  return true;
+}
+
 int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& blocks, bool try_only,
                                 std::vector<uint64_t>* written) {
   if (blocks.empty()) return 0;
+  const uint64_t resizes_at_start = resizes_.load();
   auto ctx_or = Context();
   if (!ctx_or.ok()) return ContextError(ctx_or.status());
   Ring* ring = (*ctx_or)->ring.get();
@@ -104,13 +116,17 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
     int res = 0;
     for (const auto& done : ring->WaitAll())
       if (done.second) res = done.second;
-    if (res) {
+    if (res && !DroppedByResize(r.blocks, resizes_at_start)) {
       counters.cache_errors.fetch_add(1, std::memory_order_relaxed);
       if (!first_err)
         first_err = Fail(EIO,
                          "ringcache: cache file read of dirty blocks %d..%d failed (%s); they stay "
                          "dirty",
                          r.blocks.front(), r.blocks.back(), strerror(-res));
+      finish(r, false);
+      return;
+    }
+    if (res) {  // a shrink cut these blocks off the cache file and the map
       finish(r, false);
       return;
     }
@@ -125,7 +141,8 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
     uint32_t len;
     {
       MutexLock lock(&s.mu);
-      if (idx >= s.states.size()) continue;  // the disk shrank
+      const uint64_t size = size_.load();
+      if (b * bs_ >= size) continue;  // past the end: the disk shrank
       if (try_only) {
         if (!s.TryPin(b, PinMode::kShared)) continue;
       } else {
@@ -136,7 +153,7 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
         s.Unpin(b, PinMode::kShared);
         continue;
       }
-      len = static_cast<uint32_t>(std::min<uint64_t>(bs_, size_.load() - b * bs_));
+      len = static_cast<uint32_t>(std::min<uint64_t>(bs_, size - b * bs_));
     }
     const bool zero = st & kZero;
     Run* r = &runs[cur];
