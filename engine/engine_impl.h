@@ -122,6 +122,10 @@ class EngineImpl {
   // while it does), so that a request can tell that the disk was resized
   // while it ran.
   std::atomic<uint64_t> resizes_{0};
+  // Whether SetSize ran (or was running) since resizes_ read `at_start`.
+  bool ResizedSince(uint64_t at_start) const {
+    return resizes_.load() != at_start || (at_start & 1);
+  }
 
  private:
   friend class WriteBack;

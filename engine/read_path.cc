@@ -170,22 +170,15 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
     uint8_t* dst = buf + (p.block * bs_ + p.begin - offset);
     if (p.act == Act::kCacheRead) {
       if (p.err) {
-        if (resizes_.load() != resizes_at_start || (resizes_at_start & 1)) {
-          // SetSize shrank the disk (and the cache file) under this read:
-          // what the cache held past the new end is gone.
+        // After a resize, what the cache held past the new end is gone; a
+        // dirty block's data is only in the cache. Either way, no origin read.
+        const bool resized = ResizedSince(resizes_at_start);
+        if (resized || (p.old_state & kDirty)) {
           if (!err)
-            err = Fail(EIO,
-                       "ringcache: cache file read of block %d failed (%s): the disk was resized "
-                       "while this read was in flight",
-                       p.block, strerror(p.err));
-          continue;
-        }
-        if (p.old_state & kDirty) {
-          if (!err)
-            err = Fail(EIO,
-                       "ringcache: cache file read of dirty block %d failed (%s): its data is "
-                       "only in the cache",
-                       p.block, strerror(p.err));
+            err = Fail(EIO, "ringcache: cache file read of %sblock %d failed (%s): %s",
+                       resized ? "" : "dirty ", p.block, strerror(p.err),
+                       resized ? "the disk was resized while this read was in flight"
+                               : "its data is only in the cache");
           continue;
         }
         // A clean block: the origin has the same bytes.

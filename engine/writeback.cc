@@ -35,7 +35,7 @@ int EngineImpl::Flush(Backend& origin) {
 }
 
 bool EngineImpl::DroppedByResize(const std::vector<uint64_t>& blocks, uint64_t resizes_at_start) {
-  if (resizes_.load() == resizes_at_start && !(resizes_at_start & 1)) return false;
+  if (!ResizedSince(resizes_at_start)) return false;
   MutexLock resizing(&size_mu_);  // let a resize that is under way finish
   for (uint64_t b : blocks) {
     Shard& s = map_.ShardOf(b);
