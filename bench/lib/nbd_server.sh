@@ -3,9 +3,9 @@
 # NBDKIT_THREADS, and installs a trap that calls stop_all_nbdkit.
 #
 # Several servers may run at once, one per NAME (socket $WORK/NAME.sock);
-# SERVER_SOCK and SERVER_PID name the current one, which server_uri uses.
+# SERVER_NAME and SERVER_SOCK name the current one, which server_uri uses.
 
-SERVER_PID=""
+SERVER_NAME=""
 SERVER_SOCK=""
 declare -A SERVER_PIDS=()   # NAME -> PID of every server still running
 
@@ -15,19 +15,19 @@ declare -A SERVER_PIDS=()   # NAME -> PID of every server still running
 start_nbdkit() {
   local name=$1
   shift
+  SERVER_NAME=$name
   SERVER_SOCK="$WORK/$name.sock"
   local log="$WORK/$name.nbdkit.log"
   rm -f "$SERVER_SOCK"
   nbdkit -f -t "$NBDKIT_THREADS" -U "$SERVER_SOCK" "$@" >"$log" 2>&1 &
-  SERVER_PID=$!
-  SERVER_PIDS[$name]=$SERVER_PID
+  SERVER_PIDS[$name]=$!
   local i
   for i in $(seq 1 200); do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    if ! kill -0 "${SERVER_PIDS[$name]}" 2>/dev/null; then
       echo "nbdkit ($name) exited at start: nbdkit $*" >&2
       cat "$log" >&2
       unset "SERVER_PIDS[$name]"
-      SERVER_PID=""
+      SERVER_NAME=""
       return 1
     fi
     if [ -S "$SERVER_SOCK" ] && nbdinfo --size "nbd+unix:///?socket=$SERVER_SOCK" >/dev/null 2>&1; then
@@ -42,7 +42,8 @@ start_nbdkit() {
 
 # use_nbdkit NAME: makes the running server NAME current.
 use_nbdkit() {
-  SERVER_PID=${SERVER_PIDS[$1]:?"no nbdkit server named $1 is running"}
+  : "${SERVER_PIDS[$1]:?"no nbdkit server named $1 is running"}"
+  SERVER_NAME=$1
   SERVER_SOCK="$WORK/$1.sock"
 }
 
@@ -69,22 +70,15 @@ kill_nbdkit_pid() {
 
 # stop_nbdkit [NAME]: stops server NAME (default: the current one).
 stop_nbdkit() {
-  local name=${1:-} n
-  if [ -z "$name" ]; then
-    [ -n "$SERVER_PID" ] || return 0
-    for n in "${!SERVER_PIDS[@]}"; do
-      [ "${SERVER_PIDS[$n]}" != "$SERVER_PID" ] || name=$n
-    done
-    [ -n "$name" ] || { kill_nbdkit_pid "$SERVER_PID"; SERVER_PID=""; return 0; }
-  fi
+  local name=${1:-$SERVER_NAME}
+  [ -n "$name" ] || return 0
   local pid=${SERVER_PIDS[$name]:-}
   unset "SERVER_PIDS[$name]"
-  [ "$pid" != "$SERVER_PID" ] || SERVER_PID=""
+  [ "$name" != "$SERVER_NAME" ] || SERVER_NAME=""
   [ -z "$pid" ] || kill_nbdkit_pid "$pid"
 }
 
 stop_all_nbdkit() {
   local n
   for n in "${!SERVER_PIDS[@]}"; do stop_nbdkit "$n"; done
-  SERVER_PID=""
 }
