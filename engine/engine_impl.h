@@ -188,12 +188,10 @@ class EngineImpl {
 
   // Write-back of dirty blocks (sorted block numbers). With try_only, blocks
   // that are busy are skipped instead of waited for. Returns the first errno.
+  // A run whose cache-file read fails because SetSize ran meanwhile is tried
+  // again after the resize, up to `attempts` passes in all.
   int WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& blocks, bool try_only,
-                      std::vector<uint64_t>* written);
-  // After a failed cache-file read of dirty `blocks` during write-back: true
-  // when SetSize ran since `resizes_at_start` and none of them is still a
-  // dirty block within the disk (the resize dropped them; nothing is lost).
-  bool DroppedByResize(const std::vector<uint64_t>& blocks, uint64_t resizes_at_start);
+                      std::vector<uint64_t>* written, int attempts = 3);
 
   // Write-back buffers (one run each), kept for reuse: a few, not per thread.
   uint64_t WriteBackRunBytes() const;

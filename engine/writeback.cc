@@ -34,19 +34,8 @@ int EngineImpl::Flush(Backend& origin) {
   return err;
 }
 
-bool EngineImpl::DroppedByResize(const std::vector<uint64_t>& blocks, uint64_t resizes_at_start) {
-  if (!ResizedSince(resizes_at_start)) return false;
-  MutexLock resizing(&size_mu_);  // let a resize that is under way finish
-  for (uint64_t b : blocks) {
-    Shard& s = map_.ShardOf(b);
-    MutexLock lock(&s.mu);
-    if (b < nblocks_.load() && (s.Get(map_.IndexOf(b)) & kDirty)) return false;
-  }
-  return true;
-}
-
 int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& blocks, bool try_only,
-                                std::vector<uint64_t>* written) {
+                                std::vector<uint64_t>* written, int attempts) {
   if (blocks.empty()) return 0;
   const uint64_t resizes_at_start = resizes_.load();
   auto ctx_or = Context();
@@ -55,6 +44,7 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
   const bool direct = store_->direct_io();
   const uint64_t max_run = WriteBackRunBytes();
   int first_err = 0;
+  std::vector<uint64_t> retry;  // runs whose cache read a resize cut short
   CounterSlot& counters = Counters();
 
   // A run of adjacent dirty blocks, pinned shared. Two alternate so that the
@@ -116,17 +106,20 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
     int res = 0;
     for (const auto& done : ring->WaitAll())
       if (done.second) res = done.second;
-    if (res && !DroppedByResize(r.blocks, resizes_at_start)) {
+    if (res && ResizedSince(resizes_at_start) && attempts > 1) {
+      // A resize cut the cache file under this read: these blocks go again
+      // once it is done (those it dropped are skipped then).
+      retry.insert(retry.end(), r.blocks.begin(), r.blocks.end());
+      finish(r, false);
+      return;
+    }
+    if (res) {
       counters.cache_errors.fetch_add(1, std::memory_order_relaxed);
       if (!first_err)
         first_err = Fail(EIO,
                          "ringcache: cache file read of dirty blocks %d..%d failed (%s); they stay "
                          "dirty",
                          r.blocks.front(), r.blocks.back(), strerror(-res));
-      finish(r, false);
-      return;
-    }
-    if (res) {  // a shrink cut these blocks off the cache file and the map
       finish(r, false);
       return;
     }
@@ -171,6 +164,11 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
   if (pending) origin_write(*pending);
   for (Run& r : runs)
     if (r.buf) ReleaseWriteBackBuffer(r.buf);
+  if (!retry.empty()) {
+    { MutexLock resizing(&size_mu_); }  // wait for a resize under way to finish
+    int e = WriteBackBlocks(origin, retry, try_only, written, attempts - 1);
+    if (e && !first_err) first_err = e;
+  }
   return first_err;
 }
 
