@@ -1,5 +1,5 @@
 #!/bin/bash
-# libringcache.so exports the C API (rc_*) and nothing else.
+# libringcache.so exports the C API (the functions of ringcache.h) and nothing else.
 #
 # "Exported" means a defined dynamic symbol with GLOBAL, WEAK or UNIQUE
 # binding. `nm -D --defined-only` also lists LOCAL symbols that stay in
@@ -7,6 +7,7 @@
 # thread_local items): those cannot be bound from outside and are ignored.
 set -euo pipefail
 lib="$1"
+header="$2"
 syms=$(readelf --dyn-syms -W "$lib" |
        awk '$5 ~ /^(GLOBAL|WEAK|UNIQUE)$/ && $7 != "UND" && $4 != "SECTION" {print $8}' |
        sed "s/@.*//" | grep -vx "RINGCACHE_1" | sort -u)
@@ -17,12 +18,21 @@ others=$(grep -v '^rc_' <<<"$syms" || true)
 if [[ -n "$others" ]]; then
   echo "FAIL: $lib exports symbols outside rc_*:"; echo "$others"; exit 1
 fi
-for want in rc_engine_open rc_engine_close rc_get_size rc_block_size rc_pread rc_pwrite \
-            rc_zero rc_flush rc_prefetch rc_submit_pread rc_submit_pwrite rc_submit_flush \
-            rc_get_stats rc_get_latency rc_last_error rc_queue_open rc_queue_pread rc_queue_wait \
-            rc_queue_in_flight rc_queue_close; do
-  if ! grep -qx "$want" <<<"$syms"; then
-    echo "FAIL: $lib does not export $want"; exit 1
-  fi
-done
-echo "PASS: $(wc -l <<<"$syms") symbols exported, all rc_*"
+# Every function ringcache.h declares is exported, and nothing else is: the
+# header is the whole API. Declarations are written "type rc_name (" at the
+# start of a line (GNU style), which is what is matched here.
+declared=$(grep -E '^[a-z][^(]*\brc_[a-z_]+ \(' "$header" |
+           sed -E 's/.*\b(rc_[a-z_]+) \(.*/\1/' | sort -u)
+if (( $(wc -l <<<"$declared") < 20 )); then
+  echo "FAIL: found only $(wc -l <<<"$declared") declarations in $header; has its style changed?"
+  exit 1
+fi
+missing=$(comm -23 <(echo "$declared") <(echo "$syms"))
+if [[ -n "$missing" ]]; then
+  echo "FAIL: $lib does not export these functions of $header:"; echo "$missing"; exit 1
+fi
+undeclared=$(comm -13 <(echo "$declared") <(echo "$syms"))
+if [[ -n "$undeclared" ]]; then
+  echo "FAIL: $lib exports rc_* symbols that $header does not declare:"; echo "$undeclared"; exit 1
+fi
+echo "PASS: $(wc -l <<<"$syms") symbols exported, exactly the functions of $header"
