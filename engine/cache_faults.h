@@ -1,11 +1,15 @@
 // CacheFaults: fault injection for cache-file I/O, for tests. Every ring of
 // an engine consults it when an op completes; while a rate is non-zero,
-// about one in N reads (or writes) completes with `error` instead.
+// about one in N reads (or writes) completes with `error` instead. While
+// punches are held, every hole punch's completion waits until they are
+// released (a reclaim pass that cannot finish).
 #ifndef RINGCACHE_ENGINE_CACHE_FAULTS_H_
 #define RINGCACHE_ENGINE_CACHE_FAULTS_H_
 
 #include <atomic>
 #include <cstdint>
+
+#include "engine/sync.h"
 
 namespace ringcache {
 
@@ -28,8 +32,27 @@ struct CacheFaults {
     return -error.load(std::memory_order_relaxed);
   }
 
+  void HoldPunches() {
+    MutexLock lock(&gate_mu_);
+    punches_held_.store(true);
+  }
+  void ReleasePunches() {
+    MutexLock lock(&gate_mu_);
+    punches_held_.store(false);
+    gate_cv_.SignalAll();
+  }
+  // Called by a ring as a hole punch completes.
+  void PassPunchGate() {
+    if (!punches_held_.load(std::memory_order_relaxed)) return;
+    MutexLock lock(&gate_mu_);
+    while (punches_held_.load()) gate_cv_.Wait(&gate_mu_);
+  }
+
  private:
   std::atomic<uint64_t> calls_{0};
+  Mutex gate_mu_;
+  CondVar gate_cv_;
+  std::atomic<bool> punches_held_{false};  // written under gate_mu_
 };
 
 }  // namespace ringcache

@@ -103,6 +103,7 @@ EngineImpl::EngineImpl(const Config& config, std::unique_ptr<CacheStore> store)
   fill_writer_ = std::make_unique<FillWriter>(
       store_->fd(), bs_, direct, config_.queue_depth, fill_buffers, &cache_faults_,
       [this](uint64_t block, int result, bool reserved) { PublishFill(block, result, reserved); });
+  reclaimer_ = std::make_unique<BackgroundTask>([this] { BackgroundReclaim(); });
   const unsigned depth = config_.queue_depth;
   const int fd = store_->fd();
   CacheFaults* faults = &cache_faults_;
@@ -117,6 +118,7 @@ EngineImpl::EngineImpl(const Config& config, std::unique_ptr<CacheStore> store)
 }
 
 EngineImpl::~EngineImpl() {
+  reclaimer_.reset();    // a pass in progress finishes first
   fill_writer_.reset();  // lands every queued fill first
   threads_->Clear();
   for (uint8_t* b : wb_free_) FreeAligned(b);
@@ -381,8 +383,10 @@ void EngineImpl::PublishFill(uint64_t block, int result, bool reserved) {
 }
 
 Stats EngineImpl::GetStats() const {
-  // A consistent picture: fills already answered to clients are counted.
+  // A consistent picture: fills already answered to clients are counted,
+  // and so is the reclaim pass they (or earlier requests) set off.
   fill_writer_->WaitIdle();
+  reclaimer_->WaitIdle();
   Stats st;
   for (const CounterSlot& c : counters_) {
     st.hits += c.hits.load(std::memory_order_relaxed);

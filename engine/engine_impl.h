@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/background_task.h"
 #include "engine/block_map.h"
 #include "engine/buffers.h"
 #include "engine/cache_store.h"
@@ -183,8 +184,16 @@ class EngineImpl {
   bool AdmitFill(Shard& s, uint64_t idx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   void Unreserve() { used_blocks_.fetch_sub(1, std::memory_order_relaxed); }
   void AccountDelta(int delta) { if (delta) used_blocks_.fetch_add(delta, std::memory_order_relaxed); }
+  // After a request: above the high mark, wakes the background reclaimer,
+  // or reclaims here when only a write-back (which needs this request's
+  // origin) can free space.
   void MaybeReclaim(Backend& origin);
-  void Reclaim(Backend& origin);
+  bool AboveHighMark() const;
+  void BackgroundReclaim();  // the reclaimer's task
+  // One pass, down to the low mark. Without an origin (the background
+  // reclaimer) dirty victims are skipped; returns true when the pass ended
+  // above the low mark having skipped some.
+  bool Reclaim(Backend* origin);
 
   // Write-back of dirty blocks (sorted block numbers). With try_only, blocks
   // that are busy are skipped instead of waited for. Returns the first errno.
@@ -211,7 +220,9 @@ class EngineImpl {
   // when the cache filesystem fills up.
   std::atomic<uint64_t> max_blocks_{0}, high_blocks_{0}, low_blocks_{0};
   std::atomic<int64_t> used_blocks_{0};     // data blocks + reservations
-  std::atomic<bool> reclaiming_{false};
+  std::atomic<bool> reclaiming_{false};     // a pass runs (background or inline)
+  std::atomic<bool> reclaim_needs_origin_{false};  // dirty victims stopped the background
+  std::unique_ptr<BackgroundTask> reclaimer_;
   std::atomic<uint64_t> clock_hand_{0};
   std::atomic<uint64_t> full_misses_{0};    // read misses counted by AdmitFill
   // Reclaim has evicted blocks and the cache has not emptied below half the

@@ -4,6 +4,11 @@
 // dirty victims are written back first, never dropped. Reclaim only tries
 // pins, so it never waits for a request and cannot deadlock with one.
 // Requests that cannot reserve space meanwhile are served without caching.
+//
+// Passes run on a background thread, so no client request waits for a pass
+// (hundreds of hole punches). That thread has no origin: when dirty victims
+// stop it above the low mark, the next request that finds the cache above the
+// high mark runs the pass itself, writing them back through its own origin.
 #include <algorithm>
 
 #include "engine/engine_impl.h"
@@ -14,22 +19,39 @@ namespace {
 constexpr uint64_t kBatch = 64;
 }
 
+bool EngineImpl::AboveHighMark() const {
+  return used_blocks_.load(std::memory_order_relaxed) >
+         static_cast<int64_t>(high_blocks_.load(std::memory_order_relaxed));
+}
+
 void EngineImpl::MaybeReclaim(Backend& origin) {
-  if (used_blocks_.load(std::memory_order_relaxed) <= static_cast<int64_t>(high_blocks_.load(std::memory_order_relaxed))) return;
+  if (!AboveHighMark()) return;
+  if (!reclaim_needs_origin_.load(std::memory_order_relaxed)) {
+    reclaimer_->Wake();
+    return;
+  }
   if (reclaiming_.exchange(true)) return;
-  Reclaim(origin);
+  reclaim_needs_origin_.store(false, std::memory_order_relaxed);
+  Reclaim(&origin);
   reclaiming_.store(false);
 }
 
-void EngineImpl::Reclaim(Backend& origin) {
+void EngineImpl::BackgroundReclaim() {
+  if (!AboveHighMark() || reclaiming_.exchange(true)) return;
+  if (Reclaim(nullptr)) reclaim_needs_origin_.store(true, std::memory_order_relaxed);
+  reclaiming_.store(false);
+}
+
+bool EngineImpl::Reclaim(Backend* origin) {
   const uint64_t nblocks = nblocks_.load();
-  if (nblocks == 0) return;
+  if (nblocks == 0) return false;
   auto ctx_or = Context();
-  if (!ctx_or.ok()) return;
+  if (!ctx_or.ok()) return false;
   Ring* ring = (*ctx_or)->ring.get();
   int64_t budget = static_cast<int64_t>(2 * nblocks + kBatch);
   std::vector<uint64_t> evict, dirty, written;
   CounterSlot& counters = Counters();
+  bool skipped_dirty = false;
 
   auto try_evict = [&](uint64_t b) {
     Shard& s = map_.ShardOf(b);
@@ -69,14 +91,16 @@ void EngineImpl::Reclaim(Backend& origin) {
         continue;
       }
       if (s.IsPinned(b)) continue;
-      if (st & kDirty) dirty.push_back(b);
-      else if (s.TryPin(b, PinMode::kExclusive)) evict.push_back(b);
+      if (st & kDirty) {
+        if (origin) dirty.push_back(b);
+        else skipped_dirty = true;
+      } else if (s.TryPin(b, PinMode::kExclusive)) evict.push_back(b);
     }
     if (!dirty.empty()) {
       // Dirty victims: write back first, then evict what is still unused.
       std::sort(dirty.begin(), dirty.end());
       written.clear();
-      WriteBackBlocks(origin, dirty, /*try_only=*/true, &written);
+      WriteBackBlocks(*origin, dirty, /*try_only=*/true, &written);
       for (uint64_t b : written) try_evict(b);
     }
     for (uint64_t b : evict) ring->PunchHole(b * bs_, bs_, b);
@@ -93,6 +117,8 @@ void EngineImpl::Reclaim(Backend& origin) {
     counters.evictions.fetch_add(evict.size(), std::memory_order_relaxed);
     if (!evict.empty()) evicting_.store(true, std::memory_order_relaxed);
   }
+  return skipped_dirty && used_blocks_.load(std::memory_order_relaxed) >
+                              static_cast<int64_t>(low_blocks_.load(std::memory_order_relaxed));
 }
 
 }  // namespace ringcache

@@ -60,6 +60,7 @@ void Ring::ReapOne(bool wait) {
     result = 0;
   }
   if (result == 0 && faults_ && p.expect != 0) result = faults_->Next(p.write);
+  if (faults_ && p.punch) faults_->PassPunchGate();
   reported_[slot] = 1;
   done_.emplace_back(tags_[slot], result);
 }
@@ -103,7 +104,7 @@ void Ring::Read(void* buf, uint32_t len, uint64_t offset, uint64_t tag) {
   io_uring_prep_read(sqe, 0, buf, len, offset);
   sqe->flags |= IOSQE_FIXED_FILE;
   sqe->user_data = pending_.size();
-  pending_.push_back({len, false});
+  pending_.push_back({len, false, false});
   reported_.push_back(0);
   tags_.push_back(tag);
 }
@@ -114,7 +115,7 @@ void Ring::Write(const void* buf, uint32_t len, uint64_t offset, uint64_t tag) {
   io_uring_prep_write(sqe, 0, buf, len, offset);
   sqe->flags |= IOSQE_FIXED_FILE;
   sqe->user_data = pending_.size();
-  pending_.push_back({len, true});
+  pending_.push_back({len, true, false});
   reported_.push_back(0);
   tags_.push_back(tag);
 }
@@ -125,7 +126,7 @@ void Ring::PunchHole(uint64_t offset, uint64_t len, uint64_t tag) {
   io_uring_prep_fallocate(sqe, 0, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len);
   sqe->flags |= IOSQE_FIXED_FILE;
   sqe->user_data = pending_.size();
-  pending_.push_back({0, true});
+  pending_.push_back({0, true, true});
   reported_.push_back(0);
   tags_.push_back(tag);
 }

@@ -44,6 +44,7 @@ class Ring {
   struct Pending {
     uint32_t expect;
     bool write;
+    bool punch;
   };
   Ring() = default;
   io_uring_sqe* NextSqe();
@@ -55,8 +56,8 @@ class Ring {
   CacheFaults* faults_ = nullptr;
   bool initialised_ = false;
   unsigned entries_ = 0;
-  unsigned in_flight_ = 0;
-  bool batch_open_ = false;  // ops queued since the last WaitAll   // submitted or queued, not yet reaped
+  unsigned in_flight_ = 0;   // submitted or queued, not yet reaped
+  bool batch_open_ = false;  // ops queued since the last WaitAll
   std::vector<Pending> pending_;   // indexed by slot
   std::vector<uint64_t> tags_;
   std::vector<uint8_t> reported_;

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <future>
 #include <map>
 #include <memory>
 #include <random>
@@ -568,6 +570,57 @@ TEST_P(EngineBasic, FullCacheAdmitsAReadMissOnItsSecondMiss) {
   EXPECT_EQ(origin_->reads.load(), after_prefetch) << "a prefetched block was not cached";
   EXPECT_LE(engine_->GetStats().blocks_cached, 256u);
   ASSERT_NO_FATAL_FAILURE(CheckAll());
+}
+
+// Reclaim passes run on a background thread: reads that take the cache past
+// the high mark return while the pass they set off is stuck in its hole
+// punches (held by the fault hook). Before, the read that crossed the mark
+// ran the pass itself and waited for every punch.
+TEST_P(EngineBasic, ReadsDoNotWaitForReclaim) {
+  ASSERT_NO_FATAL_FAILURE(Open(1024 * 4096, {"cache-on-read=true", "cache-max-size=1M",
+                                             "cache-high-threshold=50", "cache-low-threshold=10"}));
+  ASSERT_EQ(B, 4096u) << "the test counts 4K blocks";
+  engine_->cache_faults().HoldPunches();
+  std::promise<void> done;
+  std::future<void> finished = done.get_future();
+  std::thread reader([&] {
+    // 200 blocks: past the high mark (128 of 256), short of the maximum.
+    for (uint64_t b = 0; b < 200; b++) CheckRead(b * B, B);
+    done.set_value();
+  });
+  const bool returned = finished.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  engine_->cache_faults().ReleasePunches();
+  reader.join();
+  ASSERT_TRUE(returned) << "reads waited for a reclaim pass's hole punches";
+  Stats s = engine_->GetStats();  // waits for the pass
+  EXPECT_GT(s.evictions, 0u);
+  EXPECT_LE(s.blocks_cached, 128u) << "the pass did not bring the cache below the high mark";
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+}
+
+// The background reclaimer has no origin, so it cannot write dirty victims
+// back; when they stop it, the next request over the high mark runs the pass
+// itself through its own origin. Every mode must keep evicting and lose
+// nothing.
+TEST_P(EngineBasic, DirtyVictimsAreReclaimedByARequest) {
+  ASSERT_NO_FATAL_FAILURE(Open(1024 * 4096, {"cache-max-size=1M", "cache-high-threshold=50",
+                                             "cache-low-threshold=10"}));
+  ASSERT_EQ(B, 4096u) << "the test counts 4K blocks";
+  Stats s;
+  for (uint64_t b = 0; b < 1024; b++) {
+    ASSERT_NO_FATAL_FAILURE(Write(b * B, B));
+    if (b < 128) continue;
+    s = engine_->GetStats();
+    if (s.evictions > 0) break;
+  }
+  EXPECT_GT(s.evictions, 0u) << "writing 4x the cache evicted nothing";
+  if (!writethrough()) EXPECT_GT(s.writebacks, 0u) << "dirty victims were not written back";
+  EXPECT_LE(s.blocks_cached, 256u);
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+  ASSERT_EQ(engine_->Flush(*origin_), 0) << LastErrorText();
+  if (!unsafe()) {
+    ASSERT_NO_FATAL_FAILURE(CheckOriginAll());
+  }
 }
 
 TEST_P(EngineBasic, CacheOnReadPathFollowsTheFile) {

@@ -1,0 +1,46 @@
+// BackgroundTask: one thread that runs a task each time it is woken. Wakes
+// that arrive while the task runs coalesce into one more run, so a caller on
+// a hot path can wake it on every request: a pending wake costs one relaxed
+// load. The thread starts on the first wake (nothing runs before nbdkit
+// daemonises, which forks) and is joined by the destructor.
+#ifndef RINGCACHE_ENGINE_BACKGROUND_TASK_H_
+#define RINGCACHE_ENGINE_BACKGROUND_TASK_H_
+
+#include <atomic>
+#include <functional>
+#include <thread>
+
+#include "engine/sync.h"
+
+namespace ringcache {
+
+class BackgroundTask {
+ public:
+  explicit BackgroundTask(std::function<void()> task) : task_(std::move(task)) {}
+  ~BackgroundTask();  // lets a run in progress finish, drops a pending wake, joins
+
+  BackgroundTask(const BackgroundTask&) = delete;
+  BackgroundTask& operator=(const BackgroundTask&) = delete;
+
+  // Makes the task run (again) soon. Never blocks on the task.
+  void Wake();
+  // Waits until no run is pending or in progress.
+  void WaitIdle();
+
+ private:
+  void Loop();
+
+  const std::function<void()> task_;
+  Mutex mu_;
+  CondVar wake_cv_, idle_cv_;
+  // Written under mu_; read without it as Wake's fast path.
+  std::atomic<bool> pending_{false};
+  bool running_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace ringcache
+
+#endif  // RINGCACHE_ENGINE_BACKGROUND_TASK_H_
