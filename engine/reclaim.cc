@@ -67,11 +67,12 @@ bool EngineImpl::Reclaim(Backend* origin) {
     uint64_t start = clock_hand_.fetch_add(kBatch) % nblocks;
     evict.clear();
     dirty.clear();
+    int64_t skipped = 0;  // dirty victims passed over in this batch (no origin)
     const int64_t excess = used_blocks_.load(std::memory_order_relaxed) -
                            static_cast<int64_t>(low_blocks_.load(std::memory_order_relaxed));
     for (uint64_t i = 0; i < kBatch && budget > 0; i++, budget--) {
       // Stop choosing victims once enough are chosen to reach the low mark.
-      if (static_cast<int64_t>(evict.size() + dirty.size()) >= excess) {
+      if (static_cast<int64_t>(evict.size() + dirty.size()) + skipped >= excess) {
         clock_hand_.fetch_sub(kBatch - i);  // the hand resumes here next time
         break;
       }
@@ -92,8 +93,12 @@ bool EngineImpl::Reclaim(Backend* origin) {
       }
       if (s.IsPinned(b)) continue;
       if (st & kDirty) {
-        if (origin) dirty.push_back(b);
-        else skipped_dirty = true;
+        if (origin) {
+          dirty.push_back(b);
+        } else {
+          skipped++;
+          skipped_dirty = true;
+        }
       } else if (s.TryPin(b, PinMode::kExclusive)) evict.push_back(b);
     }
     if (!dirty.empty()) {
@@ -116,6 +121,9 @@ bool EngineImpl::Reclaim(Backend* origin) {
     }
     counters.evictions.fetch_add(evict.size(), std::memory_order_relaxed);
     if (!evict.empty()) evicting_.store(true, std::memory_order_relaxed);
+    // The low mark needs the dirty victims this batch passed over: leave
+    // them to a request, which can write them back, rather than sweep on.
+    if (static_cast<int64_t>(evict.size()) + skipped >= excess && skipped > 0) break;
   }
   return skipped_dirty && used_blocks_.load(std::memory_order_relaxed) >
                               static_cast<int64_t>(low_blocks_.load(std::memory_order_relaxed));
