@@ -118,8 +118,8 @@ EngineImpl::EngineImpl(const Config& config, std::unique_ptr<CacheStore> store)
 }
 
 EngineImpl::~EngineImpl() {
+  fill_writer_.reset();  // lands every queued fill first (which may wake the reclaimer)
   reclaimer_.reset();    // a pass in progress finishes first
-  fill_writer_.reset();  // lands every queued fill first
   threads_->Clear();
   for (uint8_t* b : wb_free_) FreeAligned(b);
   FreeAligned(zero_block_);
@@ -380,6 +380,8 @@ void EngineImpl::PublishFill(uint64_t block, int result, bool reserved) {
     s.Unpin(block, PinMode::kExclusive);
   }
   if (reserved) Unreserve();
+  // A pass that ran while this block was pinned may have stopped short.
+  if (capped() && AboveHighMark()) reclaimer_->Wake();
 }
 
 Stats EngineImpl::GetStats() const {

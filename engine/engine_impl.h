@@ -191,9 +191,13 @@ class EngineImpl {
   bool AboveHighMark() const;
   void BackgroundReclaim();  // the reclaimer's task
   // One pass, down to the low mark. Without an origin (the background
-  // reclaimer) dirty victims are skipped; returns true when the pass ended
-  // above the low mark having skipped some.
-  bool Reclaim(Backend* origin);
+  // reclaimer) dirty victims are passed over, and the pass stops once they
+  // are what the low mark needs.
+  struct ReclaimPass {
+    bool met_dirty = false;  // it met a dirty victim (written back or passed over)
+    uint64_t evicted = 0;
+  };
+  ReclaimPass Reclaim(Backend* origin);
 
   // Write-back of dirty blocks (sorted block numbers). With try_only, blocks
   // that are busy are skipped instead of waited for. Returns the first errno.

@@ -8,7 +8,8 @@
 // Passes run on a background thread, so no client request waits for a pass
 // (hundreds of hole punches). That thread has no origin: when dirty victims
 // stop it above the low mark, the next request that finds the cache above the
-// high mark runs the pass itself, writing them back through its own origin.
+// high mark runs the pass itself, writing them back through its own origin;
+// requests go on reclaiming until a pass meets no dirty victim.
 #include <algorithm>
 
 #include "engine/engine_impl.h"
@@ -31,27 +32,40 @@ void EngineImpl::MaybeReclaim(Backend& origin) {
     return;
   }
   if (reclaiming_.exchange(true)) return;
-  reclaim_needs_origin_.store(false, std::memory_order_relaxed);
-  Reclaim(&origin);
+  // While passes keep meeting dirty victims (writes outpacing flushes),
+  // requests keep reclaiming; the first pass that meets none hands reclaim
+  // back to the background.
+  reclaim_needs_origin_.store(Reclaim(&origin).met_dirty, std::memory_order_relaxed);
   reclaiming_.store(false);
 }
 
 void EngineImpl::BackgroundReclaim() {
   if (!AboveHighMark() || reclaiming_.exchange(true)) return;
-  if (Reclaim(nullptr)) reclaim_needs_origin_.store(true, std::memory_order_relaxed);
+  // A pass can end above the high mark when the blocks it met were in use
+  // (pinned, or referenced again meanwhile); go on while passes make progress
+  // rather than wait for the next request to wake the reclaimer.
+  for (;;) {
+    const ReclaimPass pass = Reclaim(nullptr);
+    if (pass.met_dirty && used_blocks_.load(std::memory_order_relaxed) >
+                              static_cast<int64_t>(low_blocks_.load(std::memory_order_relaxed))) {
+      reclaim_needs_origin_.store(true, std::memory_order_relaxed);
+      break;
+    }
+    if (pass.evicted == 0 || !AboveHighMark()) break;
+  }
   reclaiming_.store(false);
 }
 
-bool EngineImpl::Reclaim(Backend* origin) {
+EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin) {
+  ReclaimPass pass;
   const uint64_t nblocks = nblocks_.load();
-  if (nblocks == 0) return false;
+  if (nblocks == 0) return pass;
   auto ctx_or = Context();
-  if (!ctx_or.ok()) return false;
+  if (!ctx_or.ok()) return pass;
   Ring* ring = (*ctx_or)->ring.get();
   int64_t budget = static_cast<int64_t>(2 * nblocks + kBatch);
   std::vector<uint64_t> evict, dirty, written;
   CounterSlot& counters = Counters();
-  bool skipped_dirty = false;
 
   auto try_evict = [&](uint64_t b) {
     Shard& s = map_.ShardOf(b);
@@ -93,12 +107,9 @@ bool EngineImpl::Reclaim(Backend* origin) {
       }
       if (s.IsPinned(b)) continue;
       if (st & kDirty) {
-        if (origin) {
-          dirty.push_back(b);
-        } else {
-          skipped++;
-          skipped_dirty = true;
-        }
+        pass.met_dirty = true;
+        if (origin) dirty.push_back(b);
+        else skipped++;
       } else if (s.TryPin(b, PinMode::kExclusive)) evict.push_back(b);
     }
     if (!dirty.empty()) {
@@ -120,13 +131,13 @@ bool EngineImpl::Reclaim(Backend* origin) {
       s.Unpin(b, PinMode::kExclusive);
     }
     counters.evictions.fetch_add(evict.size(), std::memory_order_relaxed);
+    pass.evicted += evict.size();
     if (!evict.empty()) evicting_.store(true, std::memory_order_relaxed);
     // The low mark needs the dirty victims this batch passed over: leave
     // them to a request, which can write them back, rather than sweep on.
     if (static_cast<int64_t>(evict.size()) + skipped >= excess && skipped > 0) break;
   }
-  return skipped_dirty && used_blocks_.load(std::memory_order_relaxed) >
-                              static_cast<int64_t>(low_blocks_.load(std::memory_order_relaxed));
+  return pass;
 }
 
 }  // namespace ringcache
