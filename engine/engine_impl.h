@@ -184,20 +184,21 @@ class EngineImpl {
   bool AdmitFill(Shard& s, uint64_t idx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   void Unreserve() { used_blocks_.fetch_sub(1, std::memory_order_relaxed); }
   void AccountDelta(int delta) { if (delta) used_blocks_.fetch_add(delta, std::memory_order_relaxed); }
-  // After a request: above the high mark, wakes the background reclaimer,
-  // or reclaims here when only a write-back (which needs this request's
-  // origin) can free space.
-  void MaybeReclaim(Backend& origin);
+  // After a request: above the high mark, wakes the background reclaimer;
+  // when dirty victims (which need this request's origin) stand in the way,
+  // or the request itself dirtied blocks, reclaims one batch here instead.
+  void MaybeReclaim(Backend& origin, bool dirtied);
   bool AboveHighMark() const;
+  bool AboveLowMark() const;
   void BackgroundReclaim();  // the reclaimer's task
-  // One pass, down to the low mark. Without an origin (the background
-  // reclaimer) dirty victims are passed over, and the pass stops once they
-  // are what the low mark needs.
+  // One pass, down to the low mark or `max_victims` blocks chosen. Without an
+  // origin (the background reclaimer) dirty victims are passed over, and the
+  // pass stops once they are what the low mark needs.
   struct ReclaimPass {
     bool met_dirty = false;  // it met a dirty victim (written back or passed over)
     uint64_t evicted = 0;
   };
-  ReclaimPass Reclaim(Backend* origin);
+  ReclaimPass Reclaim(Backend* origin, uint64_t max_victims);
 
   // Write-back of dirty blocks (sorted block numbers). With try_only, blocks
   // that are busy are skipped instead of waited for. Returns the first errno.

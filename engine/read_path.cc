@@ -217,7 +217,7 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
   counters.hits.fetch_add(hits, std::memory_order_relaxed);
   counters.misses.fetch_add(misses, std::memory_order_relaxed);
   counters.bytes_from_cache.fetch_add(from_cache, std::memory_order_relaxed);
-  if (capped()) MaybeReclaim(origin);
+  if (capped()) MaybeReclaim(origin, /*dirtied=*/false);
   return err;
 }
 

@@ -5,11 +5,10 @@
 // pins, so it never waits for a request and cannot deadlock with one.
 // Requests that cannot reserve space meanwhile are served without caching.
 //
-// Passes run on a background thread, so no client request waits for a pass
-// (hundreds of hole punches). That thread has no origin: when dirty victims
-// stop it above the low mark, the next request that finds the cache above the
-// high mark runs the pass itself, writing them back through its own origin;
-// requests go on reclaiming until a pass meets no dirty victim.
+// Passes of clean victims run on a background thread, so no client request
+// waits for a pass (hundreds of hole punches). That thread has no origin, so
+// dirty victims are written back by requests, through their own origin, one
+// batch per request (see MaybeReclaim).
 #include <algorithm>
 
 #include "engine/engine_impl.h"
@@ -25,18 +24,29 @@ bool EngineImpl::AboveHighMark() const {
          static_cast<int64_t>(high_blocks_.load(std::memory_order_relaxed));
 }
 
-void EngineImpl::MaybeReclaim(Backend& origin) {
-  if (!AboveHighMark()) return;
-  if (!reclaim_needs_origin_.load(std::memory_order_relaxed)) {
-    reclaimer_->Wake();
+bool EngineImpl::AboveLowMark() const {
+  return used_blocks_.load(std::memory_order_relaxed) >
+         static_cast<int64_t>(low_blocks_.load(std::memory_order_relaxed));
+}
+
+void EngineImpl::MaybeReclaim(Backend& origin, bool dirtied) {
+  // Dirty victims need an origin to be written back, so requests reclaim
+  // them: a request that dirtied blocks starts at the high mark, and once a
+  // batch has met dirty victims requests go on down to the low mark (writes
+  // outpacing flushes). They take turns, one batch (64 victims) each, so that
+  // no single request carries a whole pass of origin writes. The first batch
+  // that meets no dirty victim hands reclaim back to the background thread.
+  const bool handed = reclaim_needs_origin_.load(std::memory_order_relaxed);
+  if (!handed && !(dirtied && AboveHighMark())) {
+    if (AboveHighMark()) reclaimer_->Wake();
     return;
   }
   if (reclaiming_.exchange(true)) return;
-  // While passes keep meeting dirty victims (writes outpacing flushes),
-  // requests keep reclaiming; the first pass that meets none hands reclaim
-  // back to the background.
-  reclaim_needs_origin_.store(Reclaim(&origin).met_dirty, std::memory_order_relaxed);
+  bool needs_origin = false;
+  if (AboveLowMark()) needs_origin = Reclaim(&origin, kBatch).met_dirty && AboveLowMark();
+  reclaim_needs_origin_.store(needs_origin, std::memory_order_relaxed);
   reclaiming_.store(false);
+  if (!needs_origin && AboveHighMark()) reclaimer_->Wake();
 }
 
 void EngineImpl::BackgroundReclaim() {
@@ -45,9 +55,8 @@ void EngineImpl::BackgroundReclaim() {
   // (pinned, or referenced again meanwhile); go on while passes make progress
   // rather than wait for the next request to wake the reclaimer.
   for (;;) {
-    const ReclaimPass pass = Reclaim(nullptr);
-    if (pass.met_dirty && used_blocks_.load(std::memory_order_relaxed) >
-                              static_cast<int64_t>(low_blocks_.load(std::memory_order_relaxed))) {
+    const ReclaimPass pass = Reclaim(nullptr, UINT64_MAX);
+    if (pass.met_dirty && AboveLowMark()) {
       reclaim_needs_origin_.store(true, std::memory_order_relaxed);
       break;
     }
@@ -56,7 +65,7 @@ void EngineImpl::BackgroundReclaim() {
   reclaiming_.store(false);
 }
 
-EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin) {
+EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victims) {
   ReclaimPass pass;
   const uint64_t nblocks = nblocks_.load();
   if (nblocks == 0) return pass;
@@ -77,13 +86,16 @@ EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin) {
       evict.push_back(b);
   };
 
-  while (used_blocks_.load(std::memory_order_relaxed) > static_cast<int64_t>(low_blocks_.load(std::memory_order_relaxed)) && budget > 0) {
+  uint64_t victims = 0;  // chosen so far (evicted or written back)
+  while (AboveLowMark() && budget > 0 && victims < max_victims) {
     uint64_t start = clock_hand_.fetch_add(kBatch) % nblocks;
     evict.clear();
     dirty.clear();
     int64_t skipped = 0;  // dirty victims passed over in this batch (no origin)
-    const int64_t excess = used_blocks_.load(std::memory_order_relaxed) -
-                           static_cast<int64_t>(low_blocks_.load(std::memory_order_relaxed));
+    const int64_t excess = std::min<int64_t>(
+        used_blocks_.load(std::memory_order_relaxed) -
+            static_cast<int64_t>(low_blocks_.load(std::memory_order_relaxed)),
+        static_cast<int64_t>(std::min<uint64_t>(max_victims - victims, INT64_MAX)));
     for (uint64_t i = 0; i < kBatch && budget > 0; i++, budget--) {
       // Stop choosing victims once enough are chosen to reach the low mark.
       if (static_cast<int64_t>(evict.size() + dirty.size()) + skipped >= excess) {
@@ -119,6 +131,7 @@ EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin) {
       WriteBackBlocks(*origin, dirty, /*try_only=*/true, &written);
       for (uint64_t b : written) try_evict(b);
     }
+    victims += evict.size() + dirty.size();
     for (uint64_t b : evict) ring->PunchHole(b * bs_, bs_, b);
     for (const auto& [b, res] : ring->WaitAll()) {
       (void)b;

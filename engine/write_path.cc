@@ -281,7 +281,9 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
   if (punched) ring->WaitAll();
 
   // 5. Publish.
+  bool dirtied = false;
   for (BlockPlan& p : plans) {
+    dirtied |= (p.new_state & kDirty) != 0;
     Shard& s = map_.ShardOf(p.block);
     {
       MutexLock lock(&s.mu);
@@ -296,7 +298,7 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
     err = origin.Flush();
     if (err) Fail(err, "ringcache: origin flush (for FUA) failed: %s", strerror(err));
   }
-  if (capped()) MaybeReclaim(origin);
+  if (capped()) MaybeReclaim(origin, dirtied);
   return err;
 }
 

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -616,6 +617,31 @@ TEST_P(EngineBasic, DirtyVictimsAreReclaimedByARequest) {
   EXPECT_GT(s.evictions, 0u) << "writing 4x the cache evicted nothing";
   if (!writethrough()) EXPECT_GT(s.writebacks, 0u) << "dirty victims were not written back";
   EXPECT_LE(s.blocks_cached, 256u);
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+  ASSERT_EQ(engine_->Flush(*origin_), 0) << LastErrorText();
+  if (!unsafe()) {
+    ASSERT_NO_FATAL_FAILURE(CheckOriginAll());
+  }
+}
+
+// Requests that must write dirty victims back take turns, one batch (64
+// victims) each, instead of one request writing back a whole pass. Every
+// other block is written, so no two victims share an origin write.
+TEST_P(EngineBasic, NoRequestWritesBackAWholeReclaimPass) {
+  if (writethrough()) GTEST_SKIP() << "writethrough leaves no dirty blocks";
+  ASSERT_NO_FATAL_FAILURE(Open(1024 * 4096, {"cache-max-size=1M", "cache-high-threshold=90",
+                                             "cache-low-threshold=10"}));
+  ASSERT_EQ(B, 4096u) << "the test counts 4K blocks";
+  uint64_t most = 0;
+  for (uint64_t b = 0; b < 1024; b += 2) {
+    const uint64_t before = origin_->writes.load();
+    ASSERT_NO_FATAL_FAILURE(Write(b * B, B));
+    most = std::max<uint64_t>(most, origin_->writes.load() - before);
+  }
+  Stats s = engine_->GetStats();
+  EXPECT_GT(s.writebacks, 200u) << "512 dirty blocks through a 256-block cache";
+  // One batch of victims, plus the request's own write if it found no room.
+  EXPECT_LE(most, 65u) << "one request wrote back more than one batch of victims";
   ASSERT_NO_FATAL_FAILURE(CheckAll());
   ASSERT_EQ(engine_->Flush(*origin_), 0) << LastErrorText();
   if (!unsafe()) {
