@@ -2,7 +2,9 @@
 // an engine consults it when an op completes; while a rate is non-zero,
 // about one in N reads (or writes) completes with `error` instead. While
 // punches are held, every hole punch's completion waits until they are
-// released (a reclaim pass that cannot finish).
+// released (a reclaim pass that cannot finish). While short_one_in is
+// non-zero, about one in N reads or writes reports a short transfer (half,
+// in whole 4K units), as the kernel may; the ring must finish it.
 #ifndef RINGCACHE_ENGINE_CACHE_FAULTS_H_
 #define RINGCACHE_ENGINE_CACHE_FAULTS_H_
 
@@ -16,20 +18,25 @@ namespace ringcache {
 struct CacheFaults {
   std::atomic<uint32_t> fail_reads_one_in{0};
   std::atomic<uint32_t> fail_writes_one_in{0};
+  std::atomic<uint32_t> short_one_in{0};
+  std::atomic<uint64_t> shortened{0};
   std::atomic<int> error{5 /*EIO*/};
   std::atomic<uint64_t> injected{0};
 
   // Returns 0, or the negative errno to complete this op with.
   int Next(bool write) {
     uint32_t n = (write ? fail_writes_one_in : fail_reads_one_in).load(std::memory_order_relaxed);
-    if (n == 0) return 0;
-    uint64_t z = calls_.fetch_add(1, std::memory_order_relaxed) + 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    if (z % n) return 0;
+    if (n == 0 || !OneIn(n)) return 0;
     injected.fetch_add(1, std::memory_order_relaxed);
     return -error.load(std::memory_order_relaxed);
+  }
+
+  // The byte count a completion of `res` (of `expect`) bytes reports.
+  int MaybeShorten(int res, uint32_t expect) {
+    const uint32_t n = short_one_in.load(std::memory_order_relaxed);
+    if (n == 0 || static_cast<uint32_t>(res) != expect || res < 2 * 4096 || !OneIn(n)) return res;
+    shortened.fetch_add(1, std::memory_order_relaxed);
+    return res / 2 / 4096 * 4096;
   }
 
   void HoldPunches() {
@@ -49,6 +56,14 @@ struct CacheFaults {
   }
 
  private:
+  bool OneIn(uint32_t n) {
+    uint64_t z = calls_.fetch_add(1, std::memory_order_relaxed) + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return z % n == 0;
+  }
+
   std::atomic<uint64_t> calls_{0};
   Mutex gate_mu_;
   CondVar gate_cv_;

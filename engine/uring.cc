@@ -50,12 +50,20 @@ void Ring::ReapOne(bool wait) {
   int res = cqe->res;
   io_uring_cqe_seen(&ring_, cqe);
   in_flight_--;
-  const Pending& p = pending_[slot];
+  Pending& p = pending_[slot];
+  if (res > 0 && p.expect != 0 && faults_) res = faults_->MaybeShorten(res, p.expect);
+  if (res > 0 && static_cast<uint32_t>(res) < p.expect) {
+    p.buf += res;
+    p.offset += static_cast<uint64_t>(res);
+    p.expect -= static_cast<uint32_t>(res);
+    if (Resubmit(slot)) return;
+    res = p.write ? -ENOSPC : -EIO;
+  }
   int result;
   if (res < 0) {
     result = res;
   } else if (p.expect != 0 && static_cast<uint32_t>(res) != p.expect) {
-    result = p.write ? -ENOSPC : -EIO;
+    result = p.write ? -ENOSPC : -EIO;  // nothing transferred: no room, or end of file
   } else {
     result = 0;
   }
@@ -63,6 +71,22 @@ void Ring::ReapOne(bool wait) {
   if (faults_ && p.punch) faults_->PassPunchGate();
   reported_[slot] = 1;
   done_.emplace_back(tags_[slot], result);
+}
+
+bool Ring::Resubmit(uint64_t slot) {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (sqe == nullptr) {
+    io_uring_submit(&ring_);
+    sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) return false;
+  }
+  const Pending& p = pending_[slot];
+  if (p.write) io_uring_prep_write(sqe, 0, p.buf, p.expect, p.offset);
+  else io_uring_prep_read(sqe, 0, p.buf, p.expect, p.offset);
+  sqe->flags |= IOSQE_FIXED_FILE;
+  sqe->user_data = slot;
+  in_flight_++;
+  return true;
 }
 
 void Ring::FailUnreported(int err) {
@@ -104,7 +128,7 @@ void Ring::Read(void* buf, uint32_t len, uint64_t offset, uint64_t tag) {
   io_uring_prep_read(sqe, 0, buf, len, offset);
   sqe->flags |= IOSQE_FIXED_FILE;
   sqe->user_data = pending_.size();
-  pending_.push_back({len, false, false});
+  pending_.push_back({static_cast<uint8_t*>(buf), offset, len, false, false});
   reported_.push_back(0);
   tags_.push_back(tag);
 }
@@ -115,7 +139,7 @@ void Ring::Write(const void* buf, uint32_t len, uint64_t offset, uint64_t tag) {
   io_uring_prep_write(sqe, 0, buf, len, offset);
   sqe->flags |= IOSQE_FIXED_FILE;
   sqe->user_data = pending_.size();
-  pending_.push_back({len, true, false});
+  pending_.push_back({static_cast<uint8_t*>(const_cast<void*>(buf)), offset, len, true, false});
   reported_.push_back(0);
   tags_.push_back(tag);
 }
@@ -126,7 +150,7 @@ void Ring::PunchHole(uint64_t offset, uint64_t len, uint64_t tag) {
   io_uring_prep_fallocate(sqe, 0, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len);
   sqe->flags |= IOSQE_FIXED_FILE;
   sqe->user_data = pending_.size();
-  pending_.push_back({0, true, true});
+  pending_.push_back({nullptr, offset, 0, true, true});
   reported_.push_back(0);
   tags_.push_back(tag);
 }

@@ -27,8 +27,10 @@ class Ring {
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;
 
-  // Queue one op. `expect` is the byte count a read or write must transfer;
-  // a short transfer completes with -EIO (or -ENOSPC for writes).
+  // Queue one op. A read or write must transfer all `len` bytes: a short
+  // transfer (which read(2) and write(2) allow) is resubmitted for the rest;
+  // one that transfers nothing completes with -EIO (end of file) for a read
+  // and -ENOSPC for a write.
   void Read(void* buf, uint32_t len, uint64_t offset, uint64_t tag);
   void Write(const void* buf, uint32_t len, uint64_t offset, uint64_t tag);
   void PunchHole(uint64_t offset, uint64_t len, uint64_t tag);
@@ -42,13 +44,17 @@ class Ring {
 
  private:
   struct Pending {
-    uint32_t expect;
+    uint8_t* buf;     // where the rest of a read or write goes or comes from
+    uint64_t offset;  // ... at this file offset
+    uint32_t expect;  // bytes still to transfer (0 for a punch)
     bool write;
     bool punch;
   };
   Ring() = default;
   io_uring_sqe* NextSqe();
   void ReapOne(bool wait);
+  // Queues the rest of a short read or write; false if no SQE could be had.
+  bool Resubmit(uint64_t slot);
   void FailUnreported(int err);
   void StartBatchIfNeeded();
 
