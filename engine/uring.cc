@@ -57,7 +57,7 @@ void Ring::ReapOne(bool wait) {
     p.offset += static_cast<uint64_t>(res);
     p.expect -= static_cast<uint32_t>(res);
     if (Resubmit(slot)) return;
-    res = p.write ? -ENOSPC : -EIO;
+    res = -EIO;  // no SQE for the rest: not a sign of a full file system
   }
   int result;
   if (res < 0) {
@@ -80,13 +80,17 @@ bool Ring::Resubmit(uint64_t slot) {
     sqe = io_uring_get_sqe(&ring_);
     if (sqe == nullptr) return false;
   }
+  in_flight_++;
+  PrepTransfer(sqe, slot);
+  return true;
+}
+
+void Ring::PrepTransfer(io_uring_sqe* sqe, uint64_t slot) {
   const Pending& p = pending_[slot];
   if (p.write) io_uring_prep_write(sqe, 0, p.buf, p.expect, p.offset);
   else io_uring_prep_read(sqe, 0, p.buf, p.expect, p.offset);
   sqe->flags |= IOSQE_FIXED_FILE;
   sqe->user_data = slot;
-  in_flight_++;
-  return true;
 }
 
 void Ring::FailUnreported(int err) {
@@ -123,25 +127,20 @@ io_uring_sqe* Ring::NextSqe() {
 }
 
 void Ring::Read(void* buf, uint32_t len, uint64_t offset, uint64_t tag) {
-  StartBatchIfNeeded();
-  io_uring_sqe* sqe = NextSqe();
-  io_uring_prep_read(sqe, 0, buf, len, offset);
-  sqe->flags |= IOSQE_FIXED_FILE;
-  sqe->user_data = pending_.size();
-  pending_.push_back({static_cast<uint8_t*>(buf), offset, len, false, false});
-  reported_.push_back(0);
-  tags_.push_back(tag);
+  QueueTransfer(static_cast<uint8_t*>(buf), len, offset, /*write=*/false, tag);
 }
 
 void Ring::Write(const void* buf, uint32_t len, uint64_t offset, uint64_t tag) {
+  QueueTransfer(static_cast<uint8_t*>(const_cast<void*>(buf)), len, offset, /*write=*/true, tag);
+}
+
+void Ring::QueueTransfer(uint8_t* buf, uint32_t len, uint64_t offset, bool write, uint64_t tag) {
   StartBatchIfNeeded();
   io_uring_sqe* sqe = NextSqe();
-  io_uring_prep_write(sqe, 0, buf, len, offset);
-  sqe->flags |= IOSQE_FIXED_FILE;
-  sqe->user_data = pending_.size();
-  pending_.push_back({static_cast<uint8_t*>(const_cast<void*>(buf)), offset, len, true, false});
+  pending_.push_back({buf, offset, len, write, false});
   reported_.push_back(0);
   tags_.push_back(tag);
+  PrepTransfer(sqe, pending_.size() - 1);
 }
 
 void Ring::PunchHole(uint64_t offset, uint64_t len, uint64_t tag) {

@@ -53,6 +53,9 @@ class Ring {
   Ring() = default;
   io_uring_sqe* NextSqe();
   void ReapOne(bool wait);
+  void QueueTransfer(uint8_t* buf, uint32_t len, uint64_t offset, bool write, uint64_t tag);
+  // Fills `sqe` with the read or write that slot `slot` still has to do.
+  void PrepTransfer(io_uring_sqe* sqe, uint64_t slot);
   // Queues the rest of a short read or write; false if no SQE could be had.
   bool Resubmit(uint64_t slot);
   void FailUnreported(int err);
