@@ -92,10 +92,12 @@ EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victim
     evict.clear();
     dirty.clear();
     int64_t skipped = 0;  // dirty victims passed over in this batch (no origin)
-    const int64_t excess = std::min<int64_t>(
-        used_blocks_.load(std::memory_order_relaxed) -
-            static_cast<int64_t>(low_blocks_.load(std::memory_order_relaxed)),
-        static_cast<int64_t>(std::min<uint64_t>(max_victims - victims, INT64_MAX)));
+    // Victims to choose in this batch: what the low mark needs, within the
+    // pass's limit.
+    int64_t excess = used_blocks_.load(std::memory_order_relaxed) -
+                     static_cast<int64_t>(low_blocks_.load(std::memory_order_relaxed));
+    if (max_victims - victims < static_cast<uint64_t>(excess))
+      excess = static_cast<int64_t>(max_victims - victims);
     for (uint64_t i = 0; i < kBatch && budget > 0; i++, budget--) {
       // Stop choosing victims once enough are chosen to reach the low mark.
       if (static_cast<int64_t>(evict.size() + dirty.size()) + skipped >= excess) {
@@ -124,6 +126,7 @@ EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victim
         else skipped++;
       } else if (s.TryPin(b, PinMode::kExclusive)) evict.push_back(b);
     }
+    victims += evict.size() + dirty.size();
     if (!dirty.empty()) {
       // Dirty victims: write back first, then evict what is still unused.
       std::sort(dirty.begin(), dirty.end());
@@ -131,7 +134,6 @@ EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victim
       WriteBackBlocks(*origin, dirty, /*try_only=*/true, &written);
       for (uint64_t b : written) try_evict(b);
     }
-    victims += evict.size() + dirty.size();
     for (uint64_t b : evict) ring->PunchHole(b * bs_, bs_, b);
     for (const auto& [b, res] : ring->WaitAll()) {
       (void)b;
