@@ -171,20 +171,25 @@ CounterSlot& EngineImpl::Counters() {
 
 // ---- plan building and I/O plumbing ----
 
-ThreadContext* EngineImpl::BeginRequest(uint64_t offset, uint64_t count, int* err) {
+ThreadContext* EngineImpl::BeginRequest(const char* what, uint64_t offset, uint32_t count,
+                                        int past_end_err, int* err) {
+  // The caller checked the range, but another connection's SetSize may have
+  // shrunk the disk since: plan against one size, checked again here, or a
+  // block's plan could end before it begins.
+  const uint64_t size = size_.load();
+  if ((*err = CheckRangeIn(size, what, count, offset, past_end_err))) return nullptr;
   auto ctx = Context();
   if (!ctx.ok()) {
     *err = ContextError(ctx.status());
     return nullptr;
   }
-  BuildPlans(*ctx, offset, count);
+  BuildPlans(*ctx, offset, count, size);
   return *ctx;
 }
 
-void EngineImpl::BuildPlans(ThreadContext* ctx, uint64_t offset, uint64_t count) {
+void EngineImpl::BuildPlans(ThreadContext* ctx, uint64_t offset, uint64_t count, uint64_t size) {
   std::vector<BlockPlan>& plans = ctx->plans;
   plans.clear();
-  const uint64_t size = size_.load();
   uint64_t end = offset + count;
   for (uint64_t b = offset / bs_; b * bs_ < end; b++) {
     uint64_t start = b * bs_;
@@ -205,7 +210,11 @@ bool EngineImpl::NeedsAlignment(const void* ptr, uint64_t off, uint64_t len) con
 }
 
 int EngineImpl::CheckRange(const char* what, uint32_t count, uint64_t offset, int err) const {
-  const uint64_t size = size_.load();
+  return CheckRangeIn(size_.load(), what, count, offset, err);
+}
+
+int EngineImpl::CheckRangeIn(uint64_t size, const char* what, uint32_t count, uint64_t offset,
+                             int err) const {
   if (count > size || offset > size - count)
     return Fail(err, "ringcache: %s of %d bytes at offset %d is past the end (size %d)", what, count,
                 offset, size);

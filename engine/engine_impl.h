@@ -134,15 +134,19 @@ class EngineImpl {
   // Request plumbing.
   absl::StatusOr<ThreadContext*> Context();
   int ContextError(const absl::Status& s);
-  void BuildPlans(ThreadContext* ctx, uint64_t offset, uint64_t count);
+  void BuildPlans(ThreadContext* ctx, uint64_t offset, uint64_t count, uint64_t size);
   // The calling thread's context with ctx->plans built for the request, or
-  // null with *err set (no ring could be set up for this thread).
-  ThreadContext* BeginRequest(uint64_t offset, uint64_t count, int* err);
+  // null with *err set: the request is past the end of a disk that shrank
+  // since the caller's CheckRange (past_end_err, as CheckRange), or no ring
+  // could be set up for this thread.
+  ThreadContext* BeginRequest(const char* what, uint64_t offset, uint32_t count, int past_end_err,
+                              int* err);
   uint64_t FileOffset(const BlockPlan& p) const { return p.block * bs_ + p.data_off; }
   bool NeedsAlignment(const void* ptr, uint64_t off, uint64_t len) const;
   // 0 if [offset, offset+count) is inside the disk; else sets the message
   // ("<what> of N bytes at offset O is past the end") and returns err.
   int CheckRange(const char* what, uint32_t count, uint64_t offset, int err) const;
+  int CheckRangeIn(uint64_t size, const char* what, uint32_t count, uint64_t offset, int err) const;
   // Gives back a plan's space reservation and bounce buffer.
   void ReleaseResources(ThreadContext* ctx, BlockPlan& p);
   void Unpin(BlockPlan& p);

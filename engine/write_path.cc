@@ -36,7 +36,7 @@ int EngineImpl::Zero(Backend& origin, uint32_t count, uint64_t offset, uint32_t 
 int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, uint64_t offset,
                           uint32_t flags, bool zero) {
   int ctx_err = 0;
-  ThreadContext* ctx = BeginRequest(offset, count, &ctx_err);
+  ThreadContext* ctx = BeginRequest(zero ? "zero" : "write", offset, count, ENOSPC, &ctx_err);
   if (ctx == nullptr) return ctx_err;
   Ring* ring = ctx->ring.get();
   std::vector<BlockPlan>& plans = ctx->plans;
@@ -307,7 +307,7 @@ int EngineImpl::Trim(Backend& origin, uint32_t count, uint64_t offset, uint32_t 
   if (int err = CheckRange("trim", count, offset, ENOSPC)) return err;
   if (count == 0) return 0;
   int ctx_err = 0;
-  ThreadContext* ctx = BeginRequest(offset, count, &ctx_err);
+  ThreadContext* ctx = BeginRequest("trim", offset, count, ENOSPC, &ctx_err);
   if (ctx == nullptr) return ctx_err;
   Ring* ring = ctx->ring.get();
   std::vector<BlockPlan>& plans = ctx->plans;
