@@ -72,13 +72,14 @@ BlockMap::BlockMap(unsigned shards) : shard_count_(shards), mask_(shards - 1), s
   shards_.reset(new Shard[shards]);
 }
 
-void BlockMap::Resize(uint64_t blocks) {
+int64_t BlockMap::Resize(uint64_t blocks) {
+  int64_t data_delta = 0;
   for (unsigned i = 0; i < shard_count_; i++) {
     Shard& s = shards_[i];
     MutexLock lock(&s.mu);
     const uint64_t count = EntriesOf(i, blocks);
     for (uint64_t idx = std::min(count, EntriesOf(i, blocks_)); idx < s.states.size(); idx++) {
-      if (s.states[idx] != 0) s.Set(idx * shard_count_ + i, idx, 0);
+      if (s.states[idx] != 0) data_delta += s.Set(idx * shard_count_ + i, idx, 0);
       s.ghosts[idx] = 0;
     }
     if (count > s.states.size()) {
@@ -87,6 +88,7 @@ void BlockMap::Resize(uint64_t blocks) {
     }
   }
   blocks_ = blocks;
+  return data_delta;
 }
 
 }  // namespace ringcache

@@ -85,7 +85,8 @@ class BlockMap {
   // request that raced a shrink may have cached one there). The per-shard
   // vectors never shrink: a request planned before a shrink still indexes
   // valid entries. Callers serialise Resize (Engine::SetSize's mutex).
-  void Resize(uint64_t blocks);
+  // Returns the change in data blocks (zero or negative: the blocks dropped).
+  int64_t Resize(uint64_t blocks);
 
  private:
   // Entries of shard i for a disk of `blocks` blocks: i, i + n, i + 2n, ...

@@ -139,14 +139,9 @@ absl::Status EngineImpl::SetSize(uint64_t size) {
     resizes_.fetch_add(1);  // odd: resizing
     absl::Status s = store_->Resize(blocks);
     if (s.ok()) {
-      map_.Resize(blocks);
-      int64_t used = 0;
-      for (unsigned i = 0; i < map_.shard_count(); i++) {
-        Shard& sh = map_.shard(i);
-        MutexLock l(&sh.mu);
-        used += sh.data_blocks;
-      }
-      used_blocks_.store(used);
+      // Only the dropped blocks leave the count: reservations of requests
+      // in flight stay in it until those requests give them back.
+      used_blocks_.fetch_add(map_.Resize(blocks));
       nblocks_.store(blocks);
       size_.store(size);
     }

@@ -684,6 +684,36 @@ TEST_P(EngineBasic, NoRequestWritesBackAWholeReclaimPass) {
   }
 }
 
+// A resize (nbdkit asks for the size on every new connection) must keep the
+// cache space that requests in flight have reserved: if it forgot them, the
+// cache could hold one block more than cache-max-size per fill in flight.
+// With the high threshold at 100% nothing is evicted, so the cap is all
+// that holds the cache to its maximum.
+TEST_P(EngineBasic, ResizeKeepsReservationsOfRequestsInFlight) {
+  ASSERT_NO_FATAL_FAILURE(Open(1024 * 4096, {"cache-on-read=true", "cache-max-size=1M",
+                                             "cache-high-threshold=100",
+                                             "cache-low-threshold=90"}));
+  ASSERT_EQ(B, 4096u) << "the test counts 4K blocks";
+  const int kInFlight = 8;
+  origin_->latency_us = 300000;
+  std::vector<std::thread> readers;
+  for (int i = 0; i < kInFlight; i++)
+    readers.emplace_back([this, i] { CheckRead(static_cast<uint64_t>(i) * B, B); });
+  // Each reader reserved its block before it went to the origin.
+  for (int i = 0; i < 1000 && origin_->in_flight.load() < kInFlight; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(origin_->in_flight.load(), kInFlight);
+  ASSERT_TRUE(engine_->SetSize(512 * 4096).ok());
+  for (auto& t : readers) t.join();
+  origin_->latency_us = 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (uint64_t b = 0; b < 512; b++) ASSERT_NO_FATAL_FAILURE(CheckRead(b * B, B));
+  Stats s = engine_->GetStats();
+  EXPECT_EQ(s.evictions, 0u);
+  EXPECT_EQ(s.blocks_cached, 256u) << "cache-max-size=1M holds 256 blocks of 4K";
+  EXPECT_LE(s.cache_bytes, 1u << 20);
+}
+
 TEST_P(EngineBasic, CacheOnReadPathFollowsTheFile) {
   std::string flag = dir_.path() + "/cache-on";
   ASSERT_NO_FATAL_FAILURE(Open(16 * 4096, {"cache-on-read=" + flag}));
