@@ -489,6 +489,7 @@ int rc_get_stats(rc_engine* e, rc_stats* out) {
   full.cache_errors = s.cache_errors;
   full.cache_bytes = s.cache_bytes;
   full.fills_deferred = s.fills_deferred;
+  full.fills_skipped = s.fills_skipped;
 
   // Copy whole uint64_t fields only, and nothing past the caller's size.
   const size_t first = offsetof(rc_stats, hits);

@@ -129,6 +129,9 @@ typedef struct rc_stats {
   uint64_t fills_deferred;    /* read misses not cached because a full cache
                                  (cache-max-size) admits a block only on its
                                  second miss */
+  uint64_t fills_skipped;     /* read misses fetched to be cached but left
+                                 uncached: the background cache writer had
+                                 its maximum (32 MiB) in flight */
 } rc_stats;
 
 /* Completion of an asynchronous request (rc_submit_*).  result is 0 or a

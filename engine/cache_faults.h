@@ -2,7 +2,8 @@
 // an engine consults it when an op completes; while a rate is non-zero,
 // about one in N reads (or writes) completes with `error` instead. While
 // punches are held, every hole punch's completion waits until they are
-// released (a reclaim pass that cannot finish). While short_one_in is
+// released (a reclaim pass that cannot finish); likewise, while writes are
+// held, every cache-file write (a fill writer that cannot keep up). While short_one_in is
 // non-zero, about one in N reads or writes reports a short transfer (half,
 // in whole 4K units), as the kernel may; the ring must finish it.
 #ifndef RINGCACHE_ENGINE_CACHE_FAULTS_H_
@@ -39,23 +40,26 @@ struct CacheFaults {
     return res / 2 / 4096 * 4096;
   }
 
-  void HoldPunches() {
-    MutexLock lock(&gate_mu_);
-    punches_held_.store(true);
-  }
-  void ReleasePunches() {
-    MutexLock lock(&gate_mu_);
-    punches_held_.store(false);
-    gate_cv_.SignalAll();
-  }
-  // Called by a ring as a hole punch completes.
-  void PassPunchGate() {
-    if (!punches_held_.load(std::memory_order_relaxed)) return;
-    MutexLock lock(&gate_mu_);
-    while (punches_held_.load()) gate_cv_.Wait(&gate_mu_);
-  }
+  void HoldPunches() { Hold(punches_held_, true); }
+  void ReleasePunches() { Hold(punches_held_, false); }
+  void HoldWrites() { Hold(writes_held_, true); }
+  void ReleaseWrites() { Hold(writes_held_, false); }
+  // Called by a ring as a hole punch, or a write, completes.
+  void PassPunchGate() { Pass(punches_held_); }
+  void PassWriteGate() { Pass(writes_held_); }
 
  private:
+  void Hold(std::atomic<bool>& held, bool hold) {
+    MutexLock lock(&gate_mu_);
+    held.store(hold);
+    if (!hold) gate_cv_.SignalAll();
+  }
+  void Pass(const std::atomic<bool>& held) {
+    if (!held.load(std::memory_order_relaxed)) return;
+    MutexLock lock(&gate_mu_);
+    while (held.load()) gate_cv_.Wait(&gate_mu_);
+  }
+
   bool OneIn(uint32_t n) {
     uint64_t z = calls_.fetch_add(1, std::memory_order_relaxed) + 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -68,6 +72,7 @@ struct CacheFaults {
   Mutex gate_mu_;
   CondVar gate_cv_;
   std::atomic<bool> punches_held_{false};  // written under gate_mu_
+  std::atomic<bool> writes_held_{false};   // written under gate_mu_
 };
 
 }  // namespace ringcache

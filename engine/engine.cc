@@ -404,6 +404,7 @@ Stats EngineImpl::GetStats() const {
     st.origin_writes += c.origin_writes.load(std::memory_order_relaxed);
     st.cache_errors += c.cache_errors.load(std::memory_order_relaxed);
     st.fills_deferred += c.fills_deferred.load(std::memory_order_relaxed);
+    st.fills_skipped += c.fills_skipped.load(std::memory_order_relaxed);
     for (int op = 0; op < kLatencyOpCount; op++) c.latency[op].AddTo(&st.latency[op]);
   }
   uint64_t data = 0;

@@ -71,7 +71,7 @@ struct ThreadContext {
 struct alignas(64) CounterSlot {
   std::atomic<uint64_t> hits{0}, misses{0}, bytes_from_cache{0}, bytes_from_origin{0};
   std::atomic<uint64_t> evictions{0}, writebacks{0}, origin_writes{0}, cache_errors{0};
-  std::atomic<uint64_t> fills_deferred{0};
+  std::atomic<uint64_t> fills_deferred{0}, fills_skipped{0};
   LatencyRecorder latency[kLatencyOpCount];
 };
 

@@ -153,6 +153,7 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
     uint8_t* copy = fill_writer_->TryAcquireBuffer();
     if (copy == nullptr) {
       p.act = Act::kFillSkipped;
+      counters.fills_skipped.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
     memcpy(copy, p.data, p.len);

@@ -22,6 +22,8 @@ struct Stats {
   uint64_t cache_bytes = 0;        // bytes of cache file space in use (cached, non-zero blocks)
   uint64_t fills_deferred = 0;     // read misses not cached because the full cache admits a
                                    // block only on its second miss (cache-max-size)
+  uint64_t fills_skipped = 0;      // read misses fetched to be cached but not cached: the
+                                   // background fill writer already had its maximum in flight
   // Per op, the time each request took from call to return, failures
   // included (see Engine and ReadQueue for what each op covers).
   LatencyHistogram latency[kLatencyOpCount];

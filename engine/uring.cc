@@ -69,6 +69,7 @@ void Ring::ReapOne(bool wait) {
   }
   if (result == 0 && faults_ && p.expect != 0) result = faults_->Next(p.write);
   if (faults_ && p.punch) faults_->PassPunchGate();
+  if (faults_ && p.write && !p.punch) faults_->PassWriteGate();
   reported_[slot] = 1;
   done_.emplace_back(tags_[slot], result);
 }

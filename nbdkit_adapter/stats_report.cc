@@ -27,6 +27,7 @@ std::string FormatStats(const Stats& s, const char* separator) {
       {"cache_errors", s.cache_errors},
       {"cache_bytes", s.cache_bytes},
       {"fills_deferred", s.fills_deferred},
+      {"fills_skipped", s.fills_skipped},
   };
   std::string out;
   auto add = [&out, separator](absl::string_view key, absl::string_view suffix, uint64_t value) {

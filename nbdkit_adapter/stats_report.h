@@ -19,7 +19,7 @@
 namespace ringcache {
 
 // "key=value" pairs separated by `separator`, in a fixed order: the
-// counters (hits, misses, ..., fills_deferred), then for each op (read,
+// counters (hits, misses, ..., fills_deferred, fills_skipped), then for each op (read,
 // write, zero, trim, flush, cache; always all six, zeros before any request)
 // OP_lat_count, OP_lat_p50_us, OP_lat_p99_us and OP_lat_max_us, from the
 // op's latency histogram (percentiles are upper bounds, see engine/latency.h).

@@ -23,7 +23,7 @@ typedef char ops_are_numbered[RC_OP_READ == 0 && RC_OP_WRITE == 1 && RC_OP_ZERO 
 int main (void)
 {
   rc_origin origin = { sizeof (rc_origin), NULL, NULL, NULL, NULL, NULL, NULL, NULL };
-  rc_stats stats = { sizeof (rc_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+  rc_stats stats = { sizeof (rc_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
   printf ("rc_origin %u bytes, rc_stats %u bytes\n", (unsigned) origin.struct_size,
           (unsigned) stats.struct_size);
   return 0;

@@ -684,6 +684,32 @@ TEST_P(EngineBasic, NoRequestWritesBackAWholeReclaimPass) {
   }
 }
 
+// The background fill writer holds at most 32 MiB of fills; a miss beyond
+// that is answered from the origin and left uncached (never waits for the
+// cache file), and counted as fills_skipped.
+TEST_P(EngineBasic, FillsBeyondTheWritersBudgetAreSkippedAndCounted) {
+  const uint64_t blocks = 8192 + 512;  // 4K blocks: the budget is 8192 of them
+  ASSERT_NO_FATAL_FAILURE(Open(blocks * 4096, {"cache-on-read=true"}));
+  ASSERT_EQ(B, 4096u) << "the test counts 4K blocks";
+  engine_->cache_faults().HoldWrites();
+  std::promise<void> done;
+  std::future<void> finished = done.get_future();
+  std::thread reader([&] {
+    for (uint64_t b = 0; b < blocks; b += 16) CheckRead(b * B, 16 * B);
+    done.set_value();
+  });
+  const bool returned = finished.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  engine_->cache_faults().ReleaseWrites();
+  reader.join();
+  ASSERT_TRUE(returned) << "reads waited for the cache file's writes";
+  Stats s = engine_->GetStats();
+  EXPECT_EQ(s.misses, blocks);
+  EXPECT_GE(s.fills_skipped, 512u);
+  EXPECT_EQ(s.blocks_cached + s.fills_skipped, blocks) << "every miss is cached or skipped";
+  EXPECT_EQ(s.cache_errors, 0u);
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+}
+
 // A resize (nbdkit asks for the size on every new connection) must keep the
 // cache space that requests in flight have reserved: if it forgot them, the
 // cache could hold one block more than cache-max-size per fill in flight.
