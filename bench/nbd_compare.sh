@@ -180,14 +180,24 @@ declare -A R   # R[row.variant.metric] = figure
 TIMED=(--time_based --runtime="$RUNTIME" --ramp_time=1)
 
 row_cold() {
-  local v s
+  local v s stats="$WORK/cold-ringcache.stats"
   for v in $VARIANTS; do
+    # ringcache's stats (written as nbdkit unloads the filter) tell how many
+    # of its misses it cached; nbdkit's filter caches every block it reads.
+    [ "$v" != ringcache ] || export RINGCACHE_STATS_FILE=$stats
     start_variant "$v" "cache=writeback cache-on-read=true" "rdelay=$DELAY wdelay=$DELAY" pattern size=64G
+    unset RINGCACHE_STATS_FILE
     # 8 jobs, each on its own 8 GiB region, fio's random map: every read misses.
     s=$(run_fio "cold-$v" --rw=randread --bs=64k --numjobs=8 --iodepth=8 \
       --size=8g --offset_increment=8g "${TIMED[@]}")
     R[cold.$v.iops]=${s%% *}
     stop_nbdkit
+    if [ "$v" = ringcache ] && [ -s "$stats" ]; then
+      log "ringcache stats: $(cat "$stats")"
+      R[cold.ringcache.misses]=$(tr ' ' '\n' <"$stats" | sed -n 's/^misses=//p')
+      R[cold.ringcache.blocks_cached]=$(tr ' ' '\n' <"$stats" | sed -n 's/^blocks_cached=//p')
+      R[cold.ringcache.fills_skipped]=$(tr ' ' '\n' <"$stats" | sed -n 's/^fills_skipped=//p')
+    fi
   done
 }
 

@@ -84,6 +84,13 @@ def main():
         if row == "flush":
             note = " (%s dirty blocks)" % fmt(fig.get("flush.nbdkit.dirty_64k_blocks",
                                                      fig.get("flush.ringcache.dirty_64k_blocks")))
+        if row == "cold" and fig.get("cold.ringcache.misses"):
+            misses = fig["cold.ringcache.misses"]
+            cached = fig.get("cold.ringcache.blocks_cached", 0)
+            note = " (ringcache cached %s of its %s misses, %.0f%%, %s skipped as its fill writer"\
+                   " was full; nbdkit's filter caches every miss)" % (
+                       fmt(cached), fmt(misses), 100.0 * cached / misses,
+                       fmt(fig.get("cold.ringcache.fills_skipped", 0)))
         if row == "engine":
             note = " (best of the sweep: %d threads x %d in flight)" % (
                 fig.get("engine.ringcache.threads") or 0, fig.get("engine.ringcache.depth") or 0)
