@@ -44,7 +44,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const Config& config) {
 Engine::Engine(std::unique_ptr<EngineImpl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
 
-absl::Status Engine::SetSize(uint64_t size) { return impl_->SetSize(size); }
+absl::Status Engine::SetSize(uint64_t size, Backend* origin) { return impl_->SetSize(size, origin); }
 uint64_t Engine::size() const { return impl_->size_.load(); }
 uint32_t Engine::block_size() const { return impl_->bs_; }
 const Config& Engine::config() const { return impl_->config_; }
@@ -132,12 +132,24 @@ absl::Status EngineImpl::ProbeRing() {
   return ring.status();
 }
 
-absl::Status EngineImpl::SetSize(uint64_t size) {
+absl::Status EngineImpl::SetSize(uint64_t size, Backend* origin) {
   MutexLock lock(&size_mu_);
+  const uint64_t old_size = size_.load();
+  // A request planned under the old size may still reach the tail block
+  // afterwards; it sees its plan's length differ from the block's and
+  // neither fills nor caches it (read and write paths), so the pin held
+  // from here to the new size is what keeps a stale copy out.
+  const bool retire_tail = size > old_size && old_size % bs_ != 0;
+  const uint64_t tail = old_size / bs_;
+  if (retire_tail) {
+    absl::Status s = RetireTailBlock(tail, origin);
+    if (!s.ok()) return s;
+  }
+  absl::Status s = absl::OkStatus();
   uint64_t blocks = (size + bs_ - 1) / bs_;
   if (blocks != nblocks_.load() || size_.load() == 0) {
     resizes_.fetch_add(1);  // odd: resizing
-    absl::Status s = store_->Resize(blocks);
+    s = store_->Resize(blocks);
     if (s.ok()) {
       // Only the dropped blocks leave the count: reservations of requests
       // in flight stay in it until those requests give them back.
@@ -146,10 +158,51 @@ absl::Status EngineImpl::SetSize(uint64_t size) {
       size_.store(size);
     }
     resizes_.fetch_add(1);  // even again
-    return s;
+  } else {
+    size_.store(size);
   }
-  size_.store(size);
-  return absl::OkStatus();
+  if (retire_tail) {
+    Shard& sh = map_.ShardOf(tail);
+    MutexLock l(&sh.mu);
+    sh.Unpin(tail, PinMode::kExclusive);
+  }
+  return s;
+}
+
+absl::Status EngineImpl::RetireTailBlock(uint64_t block, Backend* origin) {
+  Shard& s = map_.ShardOf(block);
+  const uint64_t idx = map_.IndexOf(block);
+  for (;;) {
+    uint8_t st;
+    {
+      MutexLock lock(&s.mu);
+      s.WaitAndPin(block, PinMode::kExclusive);
+      st = s.Get(idx);
+      if (st & kDirty) s.Unpin(block, PinMode::kExclusive);
+      else if (st & kCached) AccountDelta(s.Set(block, idx, 0));
+    }
+    if (!(st & kDirty)) {
+      if ((st & kCached) && !(st & kZero)) {
+        // Its space goes back (a failed punch only leaves it allocated).
+        auto ctx = Context();
+        if (ctx.ok()) {
+          (*ctx)->ring->PunchHole(block * bs_, bs_, 0);
+          (*ctx)->ring->WaitAll();
+        }
+      }
+      return absl::OkStatus();
+    }
+    // Dirty: its bytes up to the old end go to the origin first.
+    if (origin == nullptr)
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "the disk grew from %d bytes, and block %d, which held its end, has data not yet "
+          "written back; flush first, or resize with an origin", size_.load(), block));
+    if (int err = WriteBackBlocks(*origin, {block}, /*try_only=*/false, nullptr))
+      return absl::UnavailableError(absl::StrFormat(
+          "the disk grew, and writing back block %d (which held the old end) failed: %s", block,
+          strerror(err)));
+    // Pin it again: a write may have dirtied it meanwhile.
+  }
 }
 
 absl::StatusOr<ThreadContext*> EngineImpl::Context() { return threads_->Get(); }

@@ -53,8 +53,11 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // Sets (or changes) the size of the origin, in bytes. Must be called before
-  // any I/O. Thread-safe.
-  absl::Status SetSize(uint64_t size);
+  // any I/O. Thread-safe. When the disk grows from a size that ends inside a
+  // block, the cached copy of that block (zeros past the old end) is dropped;
+  // if it is dirty it is first written back to `origin`, and without an
+  // origin such a resize fails (FailedPrecondition) and changes nothing.
+  absl::Status SetSize(uint64_t size, Backend* origin = nullptr);
   uint64_t size() const;
   uint32_t block_size() const;
   const Config& config() const;

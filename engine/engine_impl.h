@@ -46,6 +46,8 @@ struct BlockPlan {
   uint64_t block;
   uint32_t begin, end;   // bytes of the block the request covers
   uint32_t len;          // the block's length (the last one may be short)
+  bool stale;            // a resize changed the block's length since the plan:
+                         // the request must not cache it (see SetSize)
   Act act;
   bool pinned;
   PinMode pin;
@@ -90,7 +92,7 @@ class EngineImpl {
   LatencyHistogram GetLatency(LatencyOp op) const;
 
   absl::Status ProbeRing();
-  absl::Status SetSize(uint64_t size);
+  absl::Status SetSize(uint64_t size, Backend* origin);
 
   int Read(Backend& origin, void* buf, uint32_t count, uint64_t offset);
   int Prefetch(Backend& origin, uint32_t count, uint64_t offset);
@@ -203,6 +205,17 @@ class EngineImpl {
     uint64_t evicted = 0;
   };
   ReclaimPass Reclaim(Backend* origin, uint64_t max_victims);
+
+  // Resizing: the cached copy of the block the old size ended inside holds
+  // zeros past that end, which a larger disk would expose. Pins the block
+  // exclusively and drops its cached copy, writing it back first if dirty
+  // (through origin; without one, fails). On success the caller unpins it.
+  absl::Status RetireTailBlock(uint64_t block, Backend* origin);
+  // The length of `block` on a disk of `size` bytes (0 past the end).
+  uint32_t BlockLen(uint64_t block, uint64_t size) const {
+    const uint64_t start = block * bs_;
+    return start >= size ? 0 : static_cast<uint32_t>(std::min<uint64_t>(bs_, size - start));
+  }
 
   // Write-back of dirty blocks (sorted block numbers). With try_only, blocks
   // that are busy are skipped instead of waited for. Returns the first errno.

@@ -87,7 +87,10 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
         break;
       }
       misses++;
-      if (cache_misses && s.CanPin(p.block, PinMode::kExclusive) &&
+      // A plan from before a resize that changed this block's length would
+      // cache the wrong length of it.
+      p.stale = p.len != BlockLen(p.block, size_.load());
+      if (cache_misses && !p.stale && s.CanPin(p.block, PinMode::kExclusive) &&
           (sync_fill || AdmitFill(s, idx)) && Reserve()) {
         s.Pin(p.block, PinMode::kExclusive);
         p.pinned = true;

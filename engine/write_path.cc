@@ -82,11 +82,17 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
       p.pinned = true;
       p.pin = PinMode::kExclusive;
       p.old_state = s.Get(idx);
+      p.stale = p.len != BlockLen(p.block, size_.load());
     }
     const uint8_t st = p.old_state;
-    const bool full = p.begin == 0 && p.end == p.len;
+    const bool full = p.begin == 0 && p.end == p.len && !p.stale;
     const bool is_data = (st & kCached) && !(st & kZero);
-    if (zero && full) {
+    if (p.stale && !(st & kCached)) {
+      // Planned before a resize changed this block's length: its bytes go to
+      // the origin, and the cache stays out of it.
+      p.act = through ? Act::kNone : Act::kThrough;
+      if (!through) use_source(p);
+    } else if (zero && full) {
       p.act = Act::kPunch;
       p.data_off = 0;
       p.data_len = p.len;
@@ -197,7 +203,7 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
   // 4. Decide each block's new state; recover from cache-file failures.
   for (BlockPlan& p : plans) {
     const uint8_t old = p.old_state;
-    const bool full = p.begin == 0 && p.end == p.len;
+    const bool full = p.begin == 0 && p.end == p.len && !p.stale;
     const bool whole_known = full || p.bounce;  // p.data holds the whole block
     switch (p.act) {
       case Act::kCacheWrite:
@@ -318,6 +324,12 @@ int EngineImpl::Trim(Backend& origin, uint32_t count, uint64_t offset, uint32_t 
     Shard& s = map_.ShardOf(p.block);
     MutexLock lock(&s.mu);
     s.WaitAndPin(p.block, PinMode::kExclusive);
+    if (p.len != BlockLen(p.block, size_.load())) {
+      // Planned before a resize changed this block's length: left alone,
+      // like a partial block (only the request's last blocks can be so).
+      s.Unpin(p.block, PinMode::kExclusive);
+      continue;
+    }
     p.pinned = true;
     p.pin = PinMode::kExclusive;
     p.old_state = s.Get(map_.IndexOf(p.block));

@@ -121,7 +121,12 @@ int RingcacheGetReady(int thread_model) {
 int64_t RingcacheGetSize(nbdkit_next* next, void* handle) {
   int64_t size = next->get_size(next);
   if (size == -1) return -1;
-  absl::Status status = engine->SetSize(static_cast<uint64_t>(size));
+  // A grown disk may need its old last block written back through `next`.
+  // nbdkit wants can_write asked on a connection before its first write; a
+  // read-only connection cannot write it back (then such a resize fails).
+  NbdkitBackend origin(next);
+  ringcache::Backend* writable = next->can_write(next) == 1 ? &origin : nullptr;
+  absl::Status status = engine->SetSize(static_cast<uint64_t>(size), writable);
   if (!status.ok()) {
     ReportError(status);
     return -1;

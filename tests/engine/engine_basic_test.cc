@@ -325,7 +325,7 @@ TEST_P(EngineBasic, ShrinkAndGrowWhileRequestsRun) {
     });
   }
   for (int i = 0; i < 400; i++) {
-    absl::Status st = engine_->SetSize(i % 2 ? big : small);
+    absl::Status st = engine_->SetSize(i % 2 ? big : small, origin_.get());
     if (!st.ok()) ADD_FAILURE() << st;
     std::this_thread::yield();
   }
@@ -682,6 +682,41 @@ TEST_P(EngineBasic, NoRequestWritesBackAWholeReclaimPass) {
   if (!unsafe()) {
     ASSERT_NO_FATAL_FAILURE(CheckOriginAll());
   }
+}
+
+// An origin that grows from a size that ends inside a block: the cached copy
+// of that block holds zeros past the old end, which must not be served, nor
+// written back over the origin's new bytes. Without an origin to write a
+// dirty copy back to, the resize fails and changes nothing.
+TEST_P(EngineBasic, GrowingDiskDropsTheOldTailBlock) {
+  const uint64_t old_size = 10 * 4096 + 100, new_size = 12 * 4096 + 8;
+  ASSERT_NO_FATAL_FAILURE(Open(old_size, {"cache-on-read=true"}));
+  ASSERT_EQ(B, 4096u) << "the test counts 4K blocks";
+  ASSERT_NO_FATAL_FAILURE(CheckAll());  // caches every block, the short last one too
+  ASSERT_NO_FATAL_FAILURE(Write(10 * 4096, 50));  // dirties it (but in writethrough)
+  ASSERT_EQ(engine_->GetStats().blocks_cached, 11u);
+
+  std::vector<uint8_t> grown = origin_->Snapshot();
+  grown.resize(new_size);
+  std::vector<uint8_t> added = RandomBytes(rng_, new_size - old_size);
+  std::copy(added.begin(), added.end(), grown.begin() + old_size);
+  origin_->Fill(grown);
+  ref_.resize(new_size);
+  std::copy(added.begin(), added.end(), ref_.begin() + old_size);
+
+  if (!writethrough()) {
+    absl::Status st = engine_->SetSize(new_size);
+    EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+    EXPECT_NE(st.message().find("not yet written back"), std::string::npos) << st;
+    EXPECT_EQ(engine_->size(), old_size);
+  }
+  ASSERT_TRUE(engine_->SetSize(new_size, origin_.get()).ok());
+  ASSERT_EQ(engine_->size(), new_size);
+  EXPECT_EQ(engine_->GetStats().blocks_cached, 10u) << "block 10 held the old end";
+  ASSERT_NO_FATAL_FAILURE(CheckAll());  // the new bytes come from the origin
+  ASSERT_NO_FATAL_FAILURE(CheckAll());  // ... and then from the cache
+  ASSERT_EQ(engine_->Flush(*origin_), 0) << LastErrorText();
+  ASSERT_NO_FATAL_FAILURE(CheckOriginAll());  // the old tail's write reached it, the new bytes kept
 }
 
 // The background fill writer holds at most 32 MiB of fills; a miss beyond
