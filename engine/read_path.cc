@@ -42,7 +42,8 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
                          bool cache_misses, bool sync_fill) {
   const uint64_t resizes_at_start = resizes_.load();
   int ctx_err = 0;
-  ThreadContext* ctx = BeginRequest("read", offset, count, EINVAL, &ctx_err);
+  ThreadContext* ctx =
+      BeginRequest(sync_fill ? "cache request" : "read", offset, count, EINVAL, &ctx_err);
   if (ctx == nullptr) return ctx_err;
   Ring* ring = ctx->ring.get();
   std::vector<BlockPlan>& plans = ctx->plans;
