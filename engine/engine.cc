@@ -196,7 +196,8 @@ absl::Status EngineImpl::RetireTailBlock(uint64_t block, Backend* origin) {
     if (origin == nullptr)
       return absl::FailedPreconditionError(absl::StrFormat(
           "the disk grew from %d bytes, and block %d, which held its end, has data not yet "
-          "written back; flush first, or resize with an origin", size_.load(), block));
+          "written back, with nothing to write it to (in nbdkit: this connection is read-only); "
+          "flush first", size_.load(), block));
     if (int err = WriteBackBlocks(*origin, {block}, /*try_only=*/false, nullptr))
       return absl::UnavailableError(absl::StrFormat(
           "the disk grew, and writing back block %d (which held the old end) failed: %s", block,
