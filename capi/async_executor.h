@@ -33,6 +33,7 @@ struct AsyncRequest {
   void* buf = nullptr;  // kRead: destination; kWrite: source (not written)
   void (*done)(void* user, int result) = nullptr;
   void* user = nullptr;
+  uint64_t submitted_ns = 0;  // CLOCK_MONOTONIC when the rc_submit_* call took it
 };
 
 class AsyncExecutor {

@@ -22,6 +22,7 @@
 #include "engine/config.h"
 #include "engine/engine.h"
 #include "engine/errors.h"
+#include "engine/latency.h"
 #include "engine/read_queue.h"
 
 static_assert(RC_FUA == ringcache::kFlagFua, "RC_FUA must match the engine's flag");
@@ -172,7 +173,8 @@ int DoFlush(rc_engine* e) {
   return FromEngine(e->engine->Flush(e->backend), "rc_flush");
 }
 
-int Submit(rc_engine* e, const char* call, const AsyncRequest& req) {
+int Submit(rc_engine* e, const char* call, AsyncRequest req) {
+  req.submitted_ns = ringcache::MonotonicNanos();
   int err = e->executor.Submit(req);
   if (err == 0) return 0;
   switch (err) {
@@ -188,6 +190,8 @@ int Submit(rc_engine* e, const char* call, const AsyncRequest& req) {
 }  // namespace
 
 int rc_engine::RunAsync(const AsyncRequest& req) {
+  // The latency histograms count the request's wait in the queue too.
+  ringcache::LatencyStartOverride from_submission(req.submitted_ns);
   return Guarded<int>("async request", [&] {
     switch (req.op) {
       case AsyncRequest::Op::kRead: return DoRead(this, req.buf, req.count, req.offset);

@@ -386,9 +386,9 @@ enum {
  * rc_get_latency.  Totals since rc_engine_open.
  *
  * What is timed: a synchronous call from the moment it passes its argument
- * checks to its return; an rc_submit_* request from when a worker thread
- * starts it to when it finishes, before done runs (the wait in the queue is
- * not included); an rc_queue_pread read from the rc_queue_pread call to just
+ * checks to its return; an rc_submit_* request from the rc_submit_* call
+ * (after its argument checks) to when it finishes, just before done runs
+ * (the wait in the queue, and for a full queue, is included); an rc_queue_pread read from the rc_queue_pread call to just
  * before its done runs (the wait for rc_queue_wait is included: it is the
  * latency the queue's thread sees).  Requests that fail (errors of the origin
  * or the cache file, -ENOTSUP of RC_FAST_ZERO) are counted; calls refused for

@@ -91,12 +91,29 @@ inline uint64_t MonotonicNanos() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+namespace latency_internal {
+inline thread_local uint64_t next_start_ns = 0;
+}
+
+// While one exists, the timed engine calls on this thread measure from
+// `start_ns` instead of from their own start: a request that waited in a
+// queue (the C API's rc_submit_*) counts that wait too.
+class LatencyStartOverride {
+ public:
+  explicit LatencyStartOverride(uint64_t start_ns) { latency_internal::next_start_ns = start_ns; }
+  ~LatencyStartOverride() { latency_internal::next_start_ns = 0; }
+  LatencyStartOverride(const LatencyStartOverride&) = delete;
+  LatencyStartOverride& operator=(const LatencyStartOverride&) = delete;
+};
+
 // Records into `recorder` the time from its construction to its destruction:
 // declare one at the top of a request to time every way out of it.
 class ScopedLatency {
  public:
   explicit ScopedLatency(LatencyRecorder& recorder)
-      : recorder_(recorder), start_ns_(MonotonicNanos()) {}
+      : recorder_(recorder),
+        start_ns_(latency_internal::next_start_ns ? latency_internal::next_start_ns
+                                                  : MonotonicNanos()) {}
   ~ScopedLatency() { recorder_.Record(MonotonicNanos() - start_ns_); }
 
   ScopedLatency(const ScopedLatency&) = delete;
