@@ -388,9 +388,10 @@ enum {
  * What is timed: a synchronous call from the moment it passes its argument
  * checks to its return; an rc_submit_* request from the rc_submit_* call
  * (after its argument checks) to when it finishes, just before done runs
- * (the wait in the queue, and for a full queue, is included); an rc_queue_pread read from the rc_queue_pread call to just
- * before its done runs (the wait for rc_queue_wait is included: it is the
- * latency the queue's thread sees).  Requests that fail (errors of the origin
+ * (time waiting in the queue, or for room in a full one, included); an
+ * rc_queue_pread read from the rc_queue_pread call to just before its done
+ * runs (the wait for rc_queue_wait is included: it is the latency the
+ * queue's thread sees).  Requests that fail (errors of the origin
  * or the cache file, -ENOTSUP of RC_FAST_ZERO) are counted; calls refused for
  * their arguments are not, nor synchronous calls with count 0 (they return
  * at once).
