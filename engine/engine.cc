@@ -244,7 +244,7 @@ void EngineImpl::BuildPlans(ThreadContext* ctx, uint64_t offset, uint64_t count,
     uint64_t start = b * bs_;
     BlockPlan p{};
     p.block = b;
-    p.len = static_cast<uint32_t>(std::min<uint64_t>(bs_, size - start));
+    p.len = BlockLen(b, size);
     p.begin = static_cast<uint32_t>(std::max(offset, start) - start);
     p.end = static_cast<uint32_t>(std::min(end, start + p.len) - start);
     p.act = Act::kNone;

@@ -146,7 +146,7 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
         s.Unpin(b, PinMode::kShared);
         continue;
       }
-      len = static_cast<uint32_t>(std::min<uint64_t>(bs_, size - b * bs_));
+      len = BlockLen(b, size);
     }
     const bool zero = st & kZero;
     Run* r = &runs[cur];
