@@ -180,7 +180,7 @@ declare -A R   # R[row.variant.metric] = figure
 TIMED=(--time_based --runtime="$RUNTIME" --ramp_time=1)
 
 row_cold() {
-  local v s stats="$WORK/cold-ringcache.stats"
+  local v s key stats="$WORK/cold-ringcache.stats"
   for v in $VARIANTS; do
     # ringcache's stats (written as nbdkit unloads the filter) tell how many
     # of its misses it cached; nbdkit's filter caches every block it reads.
@@ -194,9 +194,9 @@ row_cold() {
     stop_nbdkit
     if [ "$v" = ringcache ] && [ -s "$stats" ]; then
       log "ringcache stats: $(cat "$stats")"
-      R[cold.ringcache.misses]=$(tr ' ' '\n' <"$stats" | sed -n 's/^misses=//p')
-      R[cold.ringcache.blocks_cached]=$(tr ' ' '\n' <"$stats" | sed -n 's/^blocks_cached=//p')
-      R[cold.ringcache.fills_skipped]=$(tr ' ' '\n' <"$stats" | sed -n 's/^fills_skipped=//p')
+      for key in misses blocks_cached fills_skipped; do
+        R[cold.ringcache.$key]=$(tr ' ' '\n' <"$stats" | sed -n "s/^$key=//p")
+      done
     fi
   done
 }
