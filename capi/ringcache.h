@@ -184,6 +184,10 @@ const char *rc_config_help (void);
  *   direct-io=true|false                    (O_DIRECT cache file; default false)
  *   workers=N                               (threads running rc_submit_*
  *                                            requests; default: by CPUs)
+ *   fill-overflow=skip|write                (default skip)
+ *       when the background writer of read fills has 32 MiB in flight, a
+ *       miss leaves its block uncached (skip, counted in fills_skipped) or
+ *       writes it to the cache itself before returning (write).
  * SIZE takes the suffixes k, M, G, T (powers of 1024), as nbdkit does.  See
  * rc_config_help() for the authoritative list.
  *

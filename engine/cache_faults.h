@@ -46,7 +46,9 @@ struct CacheFaults {
   void ReleaseWrites() { Hold(writes_held_, false); }
   // Called by a ring as a hole punch, or a write, completes.
   void PassPunchGate() { Pass(punches_held_); }
-  void PassWriteGate() { Pass(writes_held_); }
+  void PassWriteGate() { Pass(writes_held_, &write_waiters_); }
+  // How many threads are waiting at the write gate now.
+  int write_waiters() const { return write_waiters_.load(); }
 
  private:
   void Hold(std::atomic<bool>& held, bool hold) {
@@ -54,10 +56,12 @@ struct CacheFaults {
     held.store(hold);
     if (!hold) gate_cv_.SignalAll();
   }
-  void Pass(const std::atomic<bool>& held) {
+  void Pass(const std::atomic<bool>& held, std::atomic<int>* waiters = nullptr) {
     if (!held.load(std::memory_order_relaxed)) return;
     MutexLock lock(&gate_mu_);
+    if (waiters) waiters->fetch_add(1);
     while (held.load()) gate_cv_.Wait(&gate_mu_);
+    if (waiters) waiters->fetch_sub(1);
   }
 
   bool OneIn(uint32_t n) {
@@ -73,6 +77,7 @@ struct CacheFaults {
   CondVar gate_cv_;
   std::atomic<bool> punches_held_{false};  // written under gate_mu_
   std::atomic<bool> writes_held_{false};   // written under gate_mu_
+  std::atomic<int> write_waiters_{0};
 };
 
 }  // namespace ringcache

@@ -25,7 +25,7 @@ absl::Status Invalid(absl::string_view key, absl::string_view value, absl::strin
 constexpr const char* kKeys[] = {
     "cache",        "cache-min-block-size", "cache-max-size", "cache-high-threshold",
     "cache-low-threshold", "cache-on-read", "cache-dir",      "shards",
-    "queue-depth",  "direct-io",            "workers",
+    "queue-depth",  "direct-io",            "workers",        "fill-overflow",
 };
 
 }  // namespace
@@ -61,7 +61,10 @@ const char* ConfigHelp() {
          "                          (default sized to the machine).\n"
          "queue-depth=N             io_uring entries per thread (default 64).\n"
          "direct-io=BOOL            Open the cache file with O_DIRECT (default false).\n"
-         "workers=N                 Worker threads for asynchronous requests (C API).\n";
+         "workers=N                 Worker threads for asynchronous requests (C API).\n"
+         "fill-overflow=skip|write  When the background fill writer is full, a read\n"
+         "                          miss leaves its block uncached (skip, default) or\n"
+         "                          writes it to the cache before returning (write).\n";
 }
 
 absl::StatusOr<int64_t> ParseSize(absl::string_view key, absl::string_view value) {
@@ -190,6 +193,12 @@ absl::Status Config::Set(absl::string_view key, absl::string_view value) {
     if (!r.ok()) return r.status();
     if (*r < 1 || *r > 1024) return Invalid(key, value, "workers must be from 1 to 1024");
     workers = *r;
+    return absl::OkStatus();
+  }
+  if (key == "fill-overflow") {
+    if (value == "skip") fill_overflow = FillOverflow::kSkip;
+    else if (value == "write") fill_overflow = FillOverflow::kWrite;
+    else return Invalid(key, value, "fill-overflow must be skip or write");
     return absl::OkStatus();
   }
   return absl::NotFoundError(absl::StrFormat("unknown parameter '%s'", key));

@@ -2,7 +2,8 @@
 //
 // The keys are those of nbdkit's cache filter (cache, cache-min-block-size,
 // cache-max-size, cache-high-threshold, cache-low-threshold, cache-on-read)
-// plus ringcache's own (cache-dir, shards, queue-depth, direct-io, workers).
+// plus ringcache's own (cache-dir, shards, queue-depth, direct-io, workers,
+// fill-overflow).
 // One parser serves the nbdkit adapter, the C API and the benchmarks.
 #ifndef RINGCACHE_ENGINE_CONFIG_H_
 #define RINGCACHE_ENGINE_CONFIG_H_
@@ -20,6 +21,9 @@ namespace ringcache {
 
 enum class CacheMode { kWriteback, kWritethrough, kUnsafe };
 enum class CacheOnRead { kOff, kOn, kPath };
+// What a read miss does when the background fill writer is full: leave the
+// block uncached, or write it to the cache file itself before it returns.
+enum class FillOverflow { kSkip, kWrite };
 
 const char* CacheModeName(CacheMode mode);
 
@@ -36,6 +40,7 @@ struct Config {
   unsigned queue_depth = 64;            // io_uring entries per ring
   bool direct_io = false;               // open the cache file O_DIRECT
   unsigned workers = 0;                 // async worker threads; 0: default
+  FillOverflow fill_overflow = FillOverflow::kSkip;
 
   // Applies one key=value. Errors (InvalidArgument) name the key, the value
   // and what is allowed. Unknown keys give NotFound so a caller (the nbdkit

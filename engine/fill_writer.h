@@ -8,7 +8,8 @@
 // (CopyPending) instead of waiting for the write to land. The bytes in
 // flight are bounded: when the writer is full, the fill is skipped and the
 // block simply stays uncached, so a cache file slower than the origin never
-// slows reads down.
+// slows reads down (unless fill-overflow=write asks the read to write the
+// block itself instead).
 #ifndef RINGCACHE_ENGINE_FILL_WRITER_H_
 #define RINGCACHE_ENGINE_FILL_WRITER_H_
 

@@ -155,6 +155,8 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
     }
     if (sync_fill) continue;
     uint8_t* copy = fill_writer_->TryAcquireBuffer();
+    if (copy == nullptr && config_.fill_overflow == FillOverflow::kWrite)
+      continue;  // written below through this request's ring, as a prefetch is
     if (copy == nullptr) {
       p.act = Act::kFillSkipped;
       counters.fills_skipped.fetch_add(1, std::memory_order_relaxed);

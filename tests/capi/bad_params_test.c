@@ -84,7 +84,7 @@ static const struct bad_case kBad[] = {
   { { "cache-on-read=relative/path" }, -EINVAL, "cache-on-read" },
   /* ---- cache-dir ---- */
   { { "cache-dir=" }, -EINVAL, "cache-dir" },
-  /* ---- shards, queue-depth, workers, direct-io ---- */
+  /* ---- shards, queue-depth, workers, direct-io, fill-overflow ---- */
   { { "shards=" }, -EINVAL, "shards" },
   { { "shards=x" }, -EINVAL, "shards" },
   { { "shards=-1" }, -EINVAL, "shards" },
@@ -107,6 +107,9 @@ static const struct bad_case kBad[] = {
   { { "direct-io=maybe" }, -EINVAL, "direct-io" },
   { { "direct-io=-1" }, -EINVAL, "direct-io" },
   { { "direct-io=2" }, -EINVAL, "direct-io" },
+  { { "fill-overflow=" }, -EINVAL, "fill-overflow" },
+  { { "fill-overflow=wait" }, -EINVAL, "fill-overflow" },
+  { { "fill-overflow=WRITE" }, -EINVAL, "fill-overflow" },
   /* ---- duplicated: a bad later value is still refused ---- */
   { { "cache=writeback", "cache=bogus" }, -EINVAL, "cache" },
   { { "cache-max-size=1M", "cache-max-size=-1" }, -EINVAL, "cache-max-size" },
@@ -135,6 +138,7 @@ static const struct good_case kGood[] = {
   { { "cache-max-size=1G", "cache-high-threshold=50", "cache-low-threshold=49" } },
   { { "cache-on-read=/nonexistent/ringcache-flag" } },
   { { "cache-min-block-size=4096", "workers=1", "shards=1", "queue-depth=4" } },
+  { { "fill-overflow=write", "fill-overflow=skip", "cache-on-read=true" } },
 };
 
 static int failures, checks;

@@ -42,6 +42,7 @@ std::vector<BadInput> BadInputs() {
   }
   add("cache-on-read", {"", "garbage", "maybe", "2", "-1", " true", "relative/path", "./x"});
   add("direct-io", {"", "garbage", "maybe", "2", "-1"});
+  add("fill-overflow", {"", "garbage", "SKIP", "wait", "true", " write", "write "});
   // Machine-shaped parameters: a huge value must be refused up front rather
   // than allocate billions of shards, ring entries or threads.
   // Ranges as ConfigHelp() documents them: shards a power of 2 in 1..65536,
@@ -113,7 +114,7 @@ TEST(ConfigKeys, AllDocumentedKeysAreKnownAndInHelp) {
   const std::string help = ConfigHelp();
   for (const char* key : {"cache", "cache-min-block-size", "cache-max-size", "cache-high-threshold",
                           "cache-low-threshold", "cache-on-read", "cache-dir", "shards",
-                          "queue-depth", "direct-io", "workers"}) {
+                          "queue-depth", "direct-io", "workers", "fill-overflow"}) {
     SCOPED_TRACE(key);
     EXPECT_TRUE(IsConfigKey(key));
     EXPECT_TRUE(absl::StrContains(help, key));
@@ -130,6 +131,7 @@ TEST(ConfigGood, DefaultsMatchNbdkit) {
   EXPECT_EQ(c->low_threshold, 80u);
   EXPECT_EQ(c->cache_on_read, CacheOnRead::kOff);
   EXPECT_FALSE(c->direct_io);
+  EXPECT_EQ(c->fill_overflow, FillOverflow::kSkip);
   EXPECT_FALSE(c->CacheOnReadNow());
   unsigned shards = c->EffectiveShards();
   EXPECT_GT(shards, 0u);
@@ -246,7 +248,8 @@ TEST(ConfigGood, CacheOnReadBoolsAndPath) {
 
 TEST(ConfigGood, RingcacheOwnKeys) {
   absl::StatusOr<Config> c = Config::FromStrings(
-      {"cache-dir=/var/tmp", "shards=4", "queue-depth=128", "direct-io=true", "workers=3"});
+      {"cache-dir=/var/tmp", "shards=4", "queue-depth=128", "direct-io=true", "workers=3",
+       "fill-overflow=write"});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->cache_dir, "/var/tmp");
   EXPECT_EQ(c->EffectiveCacheDir(), "/var/tmp");
@@ -256,9 +259,11 @@ TEST(ConfigGood, RingcacheOwnKeys) {
   EXPECT_TRUE(c->direct_io);
   EXPECT_EQ(c->workers, 3u);
   EXPECT_EQ(c->EffectiveWorkers(), 3u);
-  c = Config::FromStrings({"direct-io=off"});
+  EXPECT_EQ(c->fill_overflow, FillOverflow::kWrite);
+  c = Config::FromStrings({"direct-io=off", "fill-overflow=skip"});
   ASSERT_TRUE(c.ok());
   EXPECT_FALSE(c->direct_io);
+  EXPECT_EQ(c->fill_overflow, FillOverflow::kSkip);
 }
 
 TEST(ConfigGood, DuplicatedKeysLastWins) {

@@ -748,6 +748,44 @@ TEST_P(EngineBasic, FillsBeyondTheWritersBudgetAreSkippedAndCounted) {
   ASSERT_NO_FATAL_FAILURE(CheckAll());
 }
 
+// With fill-overflow=write, a miss that finds the fill writer full writes
+// its block to the cache file itself: every miss is cached, and reads past
+// the writer's budget wait for the cache file.
+TEST_P(EngineBasic, FillOverflowWriteCachesEveryMiss) {
+  if (!writeback()) GTEST_SKIP() << "fills do not depend on the mode";
+  const uint64_t blocks = 8192 + 512;  // 4K blocks: the budget is 8192 of them
+  ASSERT_NO_FATAL_FAILURE(Open(blocks * 4096, {"cache-on-read=true", "fill-overflow=write"}));
+  ASSERT_EQ(B, 4096u) << "the test counts 4K blocks";
+  CacheFaults& faults = engine_->cache_faults();
+  faults.HoldWrites();
+  std::atomic<bool> finished{false};
+  std::thread reader([&] {
+    for (uint64_t b = 0; b < blocks; b += 16) CheckRead(b * B, 16 * B);
+    finished = true;
+  });
+  // The writer waits at the gate with its first batch; once its buffers are
+  // all taken, the reader writes its next miss itself and waits there too.
+  bool reader_waits = false;
+  for (int i = 0; i < 3000 && !finished; i++) {
+    if (faults.write_waiters() >= 2) {
+      reader_waits = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const bool finished_while_held = finished;
+  faults.ReleaseWrites();
+  reader.join();
+  EXPECT_FALSE(finished_while_held) << "reads past the writer's budget did not wait for the cache file";
+  EXPECT_TRUE(reader_waits) << "the reader never reached the write gate";
+  Stats s = engine_->GetStats();
+  EXPECT_EQ(s.misses, blocks);
+  EXPECT_EQ(s.fills_skipped, 0u);
+  EXPECT_EQ(s.blocks_cached, blocks) << "every miss is cached";
+  EXPECT_EQ(s.cache_errors, 0u);
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+}
+
 // A resize (nbdkit asks for the size on every new connection) must keep the
 // cache space that requests in flight have reserved: if it forgot them, the
 // cache could hold one block more than cache-max-size per fill in flight.

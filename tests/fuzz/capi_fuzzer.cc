@@ -206,6 +206,8 @@ const Param kGood[] = {
     {"workers=1", "workers"},
     {"workers=2", "workers"},
     {"workers=4", "workers"},
+    {"fill-overflow=skip", "fill-overflow"},
+    {"fill-overflow=write", "fill-overflow"},
 };
 
 // Each is refused with -EINVAL naming the key.
@@ -233,6 +235,7 @@ const Param kBad[] = {
     {"direct-io=2", "direct-io"},
     {"workers=0", "workers"},
     {"workers=100000", "workers"},
+    {"fill-overflow=wait", "fill-overflow"},
     {"no-such-key=1", "no-such-key"},
     {"=writeback", "''"},  // the empty key, quoted
 };

@@ -42,6 +42,7 @@ done
 for v in abc 0 3 131072 -4; do try shards shards="$v"; done
 for v in abc 0 3 100000; do try queue-depth queue-depth="$v"; done
 for v in maybe ""; do try direct-io direct-io="$v"; done
+for v in wait WRITE ""; do try fill-overflow fill-overflow="$v"; done
 for v in abc 0 -1 100000; do try workers workers="$v"; done
 try cache-dir cache-dir=
 try "$WORK/no-such-dir" cache-dir="$WORK/no-such-dir"
@@ -56,6 +57,7 @@ try ok cache-on-read=true cache-on-read=off cache-on-read=/no/such/file
 try ok shards=1 shards=64 queue-depth=4 queue-depth=256 workers=2 direct-io=false
 try ok cache-dir="$WORK"
 try ok direct-io=true cache-dir="$WORK"
+try ok fill-overflow=skip fill-overflow=write
 # A threshold order that is only checked when cache-max-size is set, as in nbdkit.
 try ok cache-high-threshold=10 cache-low-threshold=50
 echo PASS

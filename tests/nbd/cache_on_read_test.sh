@@ -4,6 +4,8 @@
 # only when the first one was cached). Plus the port of nbdkit's
 # test-cache-on-read-caches.sh: with a slow origin (delay filter), the second
 # read of a block and a read after a write do not pay the origin's delay.
+# And fill-overflow=write: however fast a cold read runs, every block it
+# misses is cached, so a second pass finds them all.
 source "$(dirname "$0")/lib.sh"
 
 make_random "$WORK/cor.img" $((8 * 1024 * 1024)) 3
@@ -67,4 +69,32 @@ el, data = timed_read()
 assert el < 1 and data == buf, ("read after write was slow", el)
 PY
 stop_nbdkit slow
+
+echo "== fill-overflow=write: every miss of a fast cold read is cached"
+# 4K blocks: the fill writer then takes far fewer blocks per second than a
+# cold nbdcopy reads, so with the default (skip) about half of them would be
+# left uncached (fills_skipped).
+make_random "$WORK/fo.img" $((64 * 1024 * 1024)) 5
+start_nbdkit fo --filter="$FILTER" file "$WORK/fo.img" \
+  cache-on-read=true fill-overflow=write cache-min-block-size=4096 cache-dir="$WORK"
+stats_after_flush() {
+  STATS="$WORK/fo.stats" nbdsh_on fo <<'PY'
+import os
+h.flush()   # the filter rewrites its stats file at every flush
+print(" ".join(l.strip() for l in open(os.environ["STATS"]) if l.split("=")[0] in
+               ("misses", "hits", "blocks_cached", "fills_skipped")))
+PY
+}
+timeout 120 nbdcopy "$(uri fo)" "$WORK/fo.copy1" --requests=16 --connections=4
+cmp "$WORK/fo.img" "$WORK/fo.copy1"
+s=$(stats_after_flush)
+echo "after the cold copy: $s"
+[[ " $s " == *" misses=16384 "* && " $s " == *" fills_skipped=0 "* && " $s " == *" blocks_cached=16384 "* ]] ||
+  fail "fill-overflow=write left misses uncached: $s"
+timeout 120 nbdcopy "$(uri fo)" "$WORK/fo.copy2" --requests=16 --connections=4
+cmp "$WORK/fo.img" "$WORK/fo.copy2"
+s=$(stats_after_flush)
+echo "after the second copy: $s"
+[[ " $s " == *" misses=16384 "* && " $s " == *" hits=16384 "* ]] || fail "the second copy missed: $s"
+stop_nbdkit fo
 echo PASS

@@ -24,7 +24,7 @@ unresolved="$(ldd -r "$FILTER" 2>&1 | grep 'undefined symbol' | grep -v 'undefin
 help="$(nbdkit --filter="$FILTER" null --help)"
 for key in cache cache-min-block-size cache-max-size cache-high-threshold \
            cache-low-threshold cache-on-read cache-dir shards queue-depth \
-           direct-io workers; do
+           direct-io workers fill-overflow; do
   grep -q "^$key=" <<<"$help" || fail "--help does not list $key"
 done
 
