@@ -391,11 +391,14 @@ void EngineImpl::OnCacheFull() {
 
 bool EngineImpl::Reserve() {
   if (!capped()) return true;
-  int64_t now = used_blocks_.fetch_add(1, std::memory_order_relaxed) + 1;
-  if (now > static_cast<int64_t>(max_blocks_.load(std::memory_order_relaxed))) {
-    used_blocks_.fetch_sub(1, std::memory_order_relaxed);
-    return false;
-  }
+  // Never past the maximum, not even for a moment: a reservation taken and
+  // handed back would show a full cache over its size to a concurrent
+  // AboveHighMark, which at a 100% high mark starts a needless pass.
+  const int64_t max = static_cast<int64_t>(max_blocks_.load(std::memory_order_relaxed));
+  int64_t used = used_blocks_.load(std::memory_order_relaxed);
+  do {
+    if (used >= max) return false;
+  } while (!used_blocks_.compare_exchange_weak(used, used + 1, std::memory_order_relaxed));
   return true;
 }
 
@@ -434,7 +437,7 @@ void EngineImpl::PublishFill(uint64_t block, int result, bool reserved) {
     const uint64_t idx = map_.IndexOf(block);
     // A fill that raced a shrink of the disk is not published past the end.
     if (!result && block < nblocks_.load())
-      AccountDelta(s.Set(block, idx, kCached | (capped() ? kRef : 0)));
+      AccountReserved(s.Set(block, idx, kCached | (capped() ? kRef : 0)), &reserved);
     s.Unpin(block, PinMode::kExclusive);
   }
   if (reserved) Unreserve();

@@ -190,6 +190,19 @@ class EngineImpl {
   bool AdmitFill(Shard& s, uint64_t idx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   void Unreserve() { used_blocks_.fetch_sub(1, std::memory_order_relaxed); }
   void AccountDelta(int delta) { if (delta) used_blocks_.fetch_add(delta, std::memory_order_relaxed); }
+  // As AccountDelta, for a block that may hold a reservation: when the block
+  // becomes data, the reservation turns into it in the same update (and
+  // *reserved is cleared). Adding the block and dropping the reservation one
+  // after the other would show the cache a block over its size in between,
+  // enough to set off a reclaim pass at a 100% high mark or to refuse another
+  // request's reservation.
+  void AccountReserved(int delta, bool* reserved) {
+    if (*reserved && delta > 0) {
+      *reserved = false;
+      delta--;
+    }
+    AccountDelta(delta);
+  }
   // After a request: above the high mark, wakes the background reclaimer;
   // when dirty victims (which need this request's origin) stand in the way,
   // or the request itself dirtied blocks, reclaims one batch here instead.

@@ -209,7 +209,7 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
       const uint64_t idx = map_.IndexOf(p.block);
       MutexLock lock(&s.mu);
       if (p.act == Act::kFill && !p.err) {
-        AccountDelta(s.Set(p.block, idx, kCached | (capped() ? kRef : 0)));
+        AccountReserved(s.Set(p.block, idx, kCached | (capped() ? kRef : 0)), &p.reserved);
       } else if (p.act == Act::kCacheRead && p.err && !(p.old_state & kDirty)) {
         // Forget a clean copy we could not read; it is refetched next time.
         // (Only possible once we are its sole user.)

@@ -293,7 +293,7 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
     Shard& s = map_.ShardOf(p.block);
     {
       MutexLock lock(&s.mu);
-      AccountDelta(s.Set(p.block, map_.IndexOf(p.block), p.new_state));
+      AccountReserved(s.Set(p.block, map_.IndexOf(p.block), p.new_state), &p.reserved);
       s.Unpin(p.block, p.pin);
       p.pinned = false;
     }

@@ -31,6 +31,16 @@ run_suite() {   # name, then bazel args
     echo "[$name] //build FAILED TO BUILD" | tee -a "$log/summary"
   elif ((rc != 0)); then
     grep -vE 'linux-sandbox' "$log/$name.log" | grep -B2 -A40 -E '^(FAIL|==================== Test output)' | head -n 200
+    # What failed, from each failed test's own log; printed again at the end,
+    # where a truncated CI log still shows it.
+    local t
+    for t in $(grep -oE '\(see [^)]+/test\.log\)' "$log/$name.log" | sed -E 's/^\(see //; s/\)$//' | sort -u); do
+      {
+        echo "[$name] ${t#*/testlogs/}:"
+        grep -E -A12 'Failure$|^\[  FAILED  \]|^WARNING: ThreadSanitizer|^==[0-9]+==ERROR|runtime error:|^SUMMARY:|-- Test timed out' "$t" |
+          grep -vE '^\[  FAILED  \] [0-9]+ tests?, listed below' | head -n 60
+      } >>"$log/failures"
+    done
   fi
 }
 
@@ -42,6 +52,10 @@ if [[ -z "${RINGCACHE_NO_SANITIZERS:-}" ]]; then
   run_suite tsan --config=tsan -- "${sanitized[@]}" -//tests/capi:exported_symbols_test
 fi
 
+if [[ -s "$log/failures" ]]; then
+  echo "== what failed"
+  cat "$log/failures"
+fi
 passed=$(grep -cE ' PASSED' "$log/summary")
 failed=$(grep -cE ' (FAILED|TIMEOUT|NO STATUS|INCOMPLETE)' "$log/summary")
 echo "logs: $log"

@@ -816,6 +816,51 @@ TEST_P(EngineBasic, ResizeKeepsReservationsOfRequestsInFlight) {
   EXPECT_LE(s.cache_bytes, 1u << 20);
 }
 
+// The count of cached and reserved blocks never goes past cache-max-size,
+// not even for a moment: with the high mark at 100%, a request that saw it
+// one over woke a reclaim pass (seen under TSan in CI). It went over in two
+// places: a reservation refused at a full cache was taken and then handed
+// back, and a published fill added its block before dropping its
+// reservation. Here 256 fills of a full 256-block cache wait at the write
+// gate, then land while four threads miss, fail to reserve, and check the
+// mark. Without the fixes, 19 runs of 20 failed (with only the second fix
+// missing, 10 of 30).
+TEST_P(EngineBasic, PublishedFillsNeverTakeTheCacheOverItsSize) {
+  if (!writeback()) GTEST_SKIP() << "fills do not depend on the mode";
+  // The windows are narrow: eight rounds.
+  for (int round = 0; round < 8; round++) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    ASSERT_NO_FATAL_FAILURE(Open(1024 * 4096, {"cache-on-read=true", "cache-max-size=1M",
+                                               "cache-high-threshold=100",
+                                               "cache-low-threshold=90"}));
+    ASSERT_EQ(B, 4096u) << "the test counts 4K blocks";
+    CacheFaults& faults = engine_->cache_faults();
+    faults.HoldWrites();
+    for (uint64_t b = 0; b < 256; b += 16) ASSERT_NO_FATAL_FAILURE(CheckRead(b * B, 16 * B));
+    for (int i = 0; i < 3000 && faults.write_waiters() < 1; i++)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_GE(faults.write_waiters(), 1) << "the fill writer never reached the write gate";
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> pollers;
+    for (int t = 0; t < 4; t++)
+      pollers.emplace_back([&, t] {
+        // A miss with no room to cache it; every read ends by checking the mark.
+        std::vector<uint8_t> buf(B);
+        while (!stop.load())
+          engine_->Read(*origin_, buf.data(), static_cast<uint32_t>(B), (300 + t) * B);
+      });
+    faults.ReleaseWrites();
+    engine_->GetStats();  // waits for the 256 fills to land
+    stop = true;
+    for (auto& t : pollers) t.join();
+    Stats s = engine_->GetStats();
+    ASSERT_EQ(s.evictions, 0u) << "a reclaim pass ran below the 100% high mark";
+    ASSERT_EQ(s.blocks_cached, 256u);
+    ASSERT_EQ(s.fills_skipped, 0u);
+    ASSERT_NO_FATAL_FAILURE(CheckAll());
+  }
+}
+
 TEST_P(EngineBasic, CacheOnReadPathFollowsTheFile) {
   std::string flag = dir_.path() + "/cache-on";
   ASSERT_NO_FATAL_FAILURE(Open(16 * 4096, {"cache-on-read=" + flag}));
