@@ -276,7 +276,9 @@ TEST_P(EngineBasic, ShortTransfersAreFinished) {
     EXPECT_EQ(s.blocks_cached, size / B) << "every block was read or written, so cached";
     // With O_DIRECT every transfer here is one 4K block, which the hook
     // does not split (a split must stay 4K-aligned).
-    if (std::string(direct) == "direct-io=false") EXPECT_GT(engine_->cache_faults().shortened.load(), 20u);
+    if (std::string(direct) == "direct-io=false") {
+      EXPECT_GT(engine_->cache_faults().shortened.load(), 20u);
+    }
   }
 }
 
@@ -337,7 +339,9 @@ TEST_P(EngineBasic, ShrinkAndGrowWhileRequestsRun) {
   ASSERT_EQ(engine_->Flush(*origin_), 0) << LastErrorText();
   Stats stats = engine_->GetStats();
   EXPECT_LE(stats.blocks_cached, big / B);
-  if (!unsafe()) EXPECT_EQ(stats.blocks_dirty, 0u);
+  if (!unsafe()) {
+    EXPECT_EQ(stats.blocks_dirty, 0u);
+  }
   // Still a working cache: a whole-disk round trip.
   ASSERT_NO_FATAL_FAILURE(Write(0, static_cast<uint32_t>(big)));
   ASSERT_NO_FATAL_FAILURE(CheckAll());
@@ -650,7 +654,9 @@ TEST_P(EngineBasic, DirtyVictimsAreReclaimedByARequest) {
     if (s.evictions > 0) break;
   }
   EXPECT_GT(s.evictions, 0u) << "writing 4x the cache evicted nothing";
-  if (!writethrough()) EXPECT_GT(s.writebacks, 0u) << "dirty victims were not written back";
+  if (!writethrough()) {
+    EXPECT_GT(s.writebacks, 0u) << "dirty victims were not written back";
+  }
   EXPECT_LE(s.blocks_cached, 256u);
   ASSERT_NO_FATAL_FAILURE(CheckAll());
   ASSERT_EQ(engine_->Flush(*origin_), 0) << LastErrorText();
@@ -836,6 +842,12 @@ TEST_P(EngineBasic, PublishedFillsNeverTakeTheCacheOverItsSize) {
     ASSERT_EQ(B, 4096u) << "the test counts 4K blocks";
     CacheFaults& faults = engine_->cache_faults();
     faults.HoldWrites();
+    // A failed assertion must not leave the fill writer at the gate: the
+    // engine's destructor would wait for it forever.
+    struct ReleaseWritesOnExit {
+      CacheFaults& faults;
+      ~ReleaseWritesOnExit() { faults.ReleaseWrites(); }
+    } release_on_exit{faults};
     for (uint64_t b = 0; b < 256; b += 16) ASSERT_NO_FATAL_FAILURE(CheckRead(b * B, 16 * B));
     for (int i = 0; i < 3000 && faults.write_waiters() < 1; i++)
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
