@@ -1,10 +1,11 @@
 #include "engine/block_map.h"
 
 #include <algorithm>
+#include <cassert>
 
 namespace ringcache {
 
-int Shard::Set(uint64_t block, uint64_t index, uint8_t state) {
+int Shard::Set(uint64_t block, uint64_t index, uint8_t state, uint32_t* slot) {
   uint8_t old = states[index];
   states[index] = state;
   if (state & kCached) ghosts[index] = 0;
@@ -13,6 +14,18 @@ int Shard::Set(uint64_t block, uint64_t index, uint8_t state) {
   bool was_dirty = old & kDirty, is_dirty = state & kDirty;
   if (was_cached != is_cached) cached_blocks += is_cached ? 1 : -1;
   if (was_data != is_data) data_blocks += is_data ? 1 : -1;
+  if (slot_pool != nullptr && was_data != is_data) {
+    if (is_data) {
+      assert(slot != nullptr && *slot != kNoSlot);
+      if (slot != nullptr && *slot != kNoSlot) {
+        slots[block] = *slot;
+        *slot = kNoSlot;
+      }
+    } else if (auto it = slots.find(block); it != slots.end()) {
+      slot_pool->Release(it->second, number);
+      slots.erase(it);
+    }
+  }
   if (was_dirty != is_dirty) {
     if (is_dirty) dirty.insert(block);
     else dirty.erase(block);
@@ -70,6 +83,13 @@ bool Shard::IsPinned(uint64_t block) const { return pins.contains(block); }
 BlockMap::BlockMap(unsigned shards) : shard_count_(shards), mask_(shards - 1), shift_(0) {
   while ((1u << shift_) < shards) shift_++;
   shards_.reset(new Shard[shards]);
+}
+
+void BlockMap::UseSlots(SlotPool* pool) {
+  for (unsigned i = 0; i < shard_count_; i++) {
+    shards_[i].slot_pool = pool;
+    shards_[i].number = i;
+  }
 }
 
 int64_t BlockMap::Resize(uint64_t blocks) {

@@ -8,6 +8,10 @@
 // state). Pins live in a small per-shard map, so a block costs one byte.
 // Pins on several blocks are always taken in ascending block order, and
 // reclaim only ever tries pins, so waiting for pins cannot deadlock.
+// With a SlotPool (cache-max-size), each data block (cached, not a hole) also
+// owns a slot of the cache file, kept in a per-shard map; Set gives a slot to
+// a block that becomes data and returns it to the pool when it stops being
+// data.
 #ifndef RINGCACHE_ENGINE_BLOCK_MAP_H_
 #define RINGCACHE_ENGINE_BLOCK_MAP_H_
 
@@ -17,6 +21,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "engine/slot_pool.h"
 #include "engine/sync.h"
 
 namespace ringcache {
@@ -46,14 +51,26 @@ struct alignas(64) Shard {
   std::vector<uint8_t> ghosts ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<uint64_t, PinCount> pins ABSL_GUARDED_BY(mu);
   absl::flat_hash_set<uint64_t> dirty ABSL_GUARDED_BY(mu);  // dirty block numbers
+  // With slots: the slot of every data block (kCached and not kZero).
+  absl::flat_hash_map<uint64_t, uint32_t> slots ABSL_GUARDED_BY(mu);
+  SlotPool* slot_pool = nullptr;  // set once, before any request
+  unsigned number = 0;            // this shard's index (the pool's hint)
   uint64_t cached_blocks ABSL_GUARDED_BY(mu) = 0;           // with kCached
   uint64_t data_blocks ABSL_GUARDED_BY(mu) = 0;             // kCached and not kZero
 
   // Block state accessors; `index` is block / shards.
   uint8_t Get(uint64_t index) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return states[index]; }
-  // Sets a block's state and keeps the counters and the dirty set in step.
-  // Returns the change in data blocks (-1, 0 or +1).
-  int Set(uint64_t block, uint64_t index, uint8_t state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Sets a block's state and keeps the counters, the dirty set and the slots
+  // in step. Returns the change in data blocks (-1, 0 or +1). With slots, a
+  // block that becomes data takes *slot (which is then set to kNoSlot); the
+  // caller must hold one (its space reservation's) for that change.
+  int Set(uint64_t block, uint64_t index, uint8_t state, uint32_t* slot = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // The slot of a data block (with slots), else kNoSlot.
+  uint32_t SlotOf(uint64_t block) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    auto it = slots.find(block);
+    return it == slots.end() ? kNoSlot : it->second;
+  }
   // Marks a block recently used (no effect on counters).
   void Touch(uint64_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { states[index] |= kRef; }
 
@@ -74,6 +91,9 @@ class BlockMap {
   explicit BlockMap(unsigned shards);
 
   unsigned shard_count() const { return shard_count_; }
+  // Gives every shard the pool its data blocks take slots from (before any
+  // request; without it, blocks have no slots).
+  void UseSlots(SlotPool* pool);
   Shard& ShardOf(uint64_t block) { return shards_[block & mask_]; }
   const Shard& ShardOf(uint64_t block) const { return shards_[block & mask_]; }
   uint64_t IndexOf(uint64_t block) const { return block >> shift_; }

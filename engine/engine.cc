@@ -93,8 +93,12 @@ EngineImpl::EngineImpl(const Config& config, std::unique_ptr<CacheStore> store)
   zero_block_ = AllocAligned(bs_);
   memset(zero_block_, 0, bs_);
   if (config_.max_size != -1) {
-    SetLimits(static_cast<uint64_t>(config_.max_size) / bs_, config_.high_threshold,
-              config_.low_threshold);
+    const uint64_t max_blocks = std::max<uint64_t>(1, static_cast<uint64_t>(config_.max_size) / bs_);
+    if (max_blocks < kNoSlot) {
+      slots_ = std::make_unique<SlotPool>(static_cast<uint32_t>(max_blocks), map_.shard_count());
+      map_.UseSlots(slots_.get());
+    }
+    SetLimits(max_blocks, config_.high_threshold, config_.low_threshold);
   }
   const uint32_t bs = bs_;
   const bool direct = store_->direct_io();
@@ -102,7 +106,9 @@ EngineImpl::EngineImpl(const Config& config, std::unique_ptr<CacheStore> store)
   const size_t fill_buffers = std::max<size_t>(8, (32u << 20) / bs_);
   fill_writer_ = std::make_unique<FillWriter>(
       store_->fd(), bs_, direct, config_.queue_depth, fill_buffers, &cache_faults_,
-      [this](uint64_t block, int result, bool reserved) { PublishFill(block, result, reserved); });
+      [this](uint64_t block, int result, bool reserved, uint32_t slot) {
+        PublishFill(block, result, reserved, slot);
+      });
   reclaimer_ = std::make_unique<BackgroundTask>([this] { BackgroundReclaim(); });
   const unsigned depth = config_.queue_depth;
   const int fd = store_->fd();
@@ -149,7 +155,8 @@ absl::Status EngineImpl::SetSize(uint64_t size, Backend* origin) {
   uint64_t blocks = (size + bs_ - 1) / bs_;
   if (blocks != nblocks_.load() || size_.load() == 0) {
     resizes_.fetch_add(1);  // odd: resizing
-    s = store_->Resize(blocks);
+    // With slots the file holds the slots, whatever the disk's size.
+    s = store_->Resize(slotted() ? slots_->limit() : blocks);
     if (s.ok()) {
       // Only the dropped blocks leave the count: reservations of requests
       // in flight stay in it until those requests give them back.
@@ -182,8 +189,9 @@ absl::Status EngineImpl::RetireTailBlock(uint64_t block, Backend* origin) {
       else if (st & kCached) AccountDelta(s.Set(block, idx, 0));
     }
     if (!(st & kDirty)) {
-      if ((st & kCached) && !(st & kZero)) {
-        // Its space goes back (a failed punch only leaves it allocated).
+      if ((st & kCached) && !(st & kZero) && !slotted()) {
+        // Its space goes back (a failed punch only leaves it allocated; with
+        // slots, its slot went back to the pool).
         auto ctx = Context();
         if (ctx.ok()) {
           (*ctx)->ring->PunchHole(block * bs_, bs_, 0);
@@ -248,6 +256,8 @@ void EngineImpl::BuildPlans(ThreadContext* ctx, uint64_t offset, uint64_t count,
     p.begin = static_cast<uint32_t>(std::max(offset, start) - start);
     p.end = static_cast<uint32_t>(std::min(end, start + p.len) - start);
     p.act = Act::kNone;
+    p.slot = kNoSlot;
+    p.pos = b;
     plans.push_back(p);
   }
 }
@@ -272,7 +282,7 @@ int EngineImpl::CheckRangeIn(uint64_t size, const char* what, uint32_t count, ui
 
 void EngineImpl::ReleaseResources(ThreadContext* ctx, BlockPlan& p) {
   if (p.reserved) {
-    Unreserve();
+    Unreserve(&p.slot, static_cast<unsigned>(p.block % map_.shard_count()));
     p.reserved = false;
   }
   if (p.bounce) {
@@ -344,7 +354,7 @@ int EngineImpl::OriginReadRuns(Backend& origin, std::vector<BlockPlan>& plans, A
       run += plans[j].data_len;
       j++;
     }
-    uint64_t off = FileOffset(plans[i]);
+    uint64_t off = OriginOffset(plans[i]);
     int err = origin.Pread(plans[i].data, static_cast<uint32_t>(run), off);
     if (err) {
       // This run and every later one of the same act count as failed, so
@@ -389,7 +399,8 @@ void EngineImpl::OnCacheFull() {
   SetLimits(used, config_.high_threshold, config_.low_threshold);
 }
 
-bool EngineImpl::Reserve() {
+bool EngineImpl::Reserve(uint32_t* slot, unsigned hint) {
+  *slot = kNoSlot;
   if (!capped()) return true;
   // Never past the maximum, not even for a moment: a reservation taken and
   // handed back would show a full cache over its size to a concurrent
@@ -399,6 +410,12 @@ bool EngineImpl::Reserve() {
   do {
     if (used >= max) return false;
   } while (!used_blocks_.compare_exchange_weak(used, used + 1, std::memory_order_relaxed));
+  if (slotted() && (*slot = slots_->Acquire(hint)) == kNoSlot) {
+    // Every slot is held (the limit fell below what is cached: a full file
+    // system), or one is being given back right now: no room.
+    used_blocks_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
   return true;
 }
 
@@ -428,7 +445,7 @@ bool EngineImpl::AdmitFill(Shard& s, uint64_t idx) {
 
 // ---- stats and extents ----
 
-void EngineImpl::PublishFill(uint64_t block, int result, bool reserved) {
+void EngineImpl::PublishFill(uint64_t block, int result, bool reserved, uint32_t slot) {
   if (result == -ENOSPC || result == -EDQUOT) OnCacheFull();
   if (result) Counters().cache_errors.fetch_add(1, std::memory_order_relaxed);
   Shard& s = map_.ShardOf(block);
@@ -437,10 +454,10 @@ void EngineImpl::PublishFill(uint64_t block, int result, bool reserved) {
     const uint64_t idx = map_.IndexOf(block);
     // A fill that raced a shrink of the disk is not published past the end.
     if (!result && block < nblocks_.load())
-      AccountReserved(s.Set(block, idx, kCached | (capped() ? kRef : 0)), &reserved);
+      AccountReserved(s.Set(block, idx, kCached | (capped() ? kRef : 0), &slot), &reserved);
     s.Unpin(block, PinMode::kExclusive);
   }
-  if (reserved) Unreserve();
+  if (reserved) Unreserve(&slot, static_cast<unsigned>(block % map_.shard_count()));
   // A pass that ran while this block was pinned may have stopped short.
   if (capped() && AboveHighMark()) reclaimer_->Wake();
 }

@@ -18,6 +18,7 @@
 #include "engine/fill_writer.h"
 #include "engine/latency.h"
 #include "engine/per_thread.h"
+#include "engine/slot_pool.h"
 #include "engine/stats.h"
 #include "engine/sync.h"
 #include "engine/uring.h"
@@ -52,6 +53,9 @@ struct BlockPlan {
   bool pinned;
   PinMode pin;
   bool reserved;         // holds one block of cache space reservation
+  uint32_t slot;         // with slots: the reservation's slot, until the block takes it
+  uint64_t pos;          // where the block lives in the cache file, in blocks
+                         // (its slot, or the block number without slots)
   uint8_t old_state;
   uint8_t new_state;     // state to publish
   int err;               // positive errno of this block's I/O, or 0
@@ -111,7 +115,9 @@ class EngineImpl {
   // used), counts the hits and returns true; else pins nothing. UnpinHits
   // releases those pins; with `failed`, a cache read error is counted.
   int CheckReadRequest(const void* buf, uint32_t count, uint64_t offset) const;
-  bool PinHits(const void* buf, uint32_t count, uint64_t offset);
+  // *file_offset: where the request's bytes are in the cache file (with
+  // slots, a request whose blocks are not in adjacent slots is not a fast hit).
+  bool PinHits(const void* buf, uint32_t count, uint64_t offset, uint64_t* file_offset);
   void UnpinHits(uint32_t count, uint64_t offset, bool failed);
   int cache_fd() const { return store_->fd(); }
 
@@ -143,7 +149,15 @@ class EngineImpl {
   // could be set up for this thread.
   ThreadContext* BeginRequest(const char* what, uint64_t offset, uint32_t count, int past_end_err,
                               int* err);
-  uint64_t FileOffset(const BlockPlan& p) const { return p.block * bs_ + p.data_off; }
+  uint64_t FileOffset(const BlockPlan& p) const { return p.pos * bs_ + p.data_off; }
+  uint64_t OriginOffset(const BlockPlan& p) const { return p.block * bs_ + p.data_off; }
+  // Whether cached blocks live in slots (cache-max-size: see SlotPool) rather
+  // than at their own offset.
+  bool slotted() const { return slots_ != nullptr; }
+  // Where a data block lives, in blocks (its shard's lock held).
+  uint64_t PosOf(const Shard& s, uint64_t block) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) {
+    return slotted() ? s.SlotOf(block) : block;
+  }
   bool NeedsAlignment(const void* ptr, uint64_t off, uint64_t len) const;
   // 0 if [offset, offset+count) is inside the disk; else sets the message
   // ("<what> of N bytes at offset O is past the end") and returns err.
@@ -158,7 +172,7 @@ class EngineImpl {
   // those fills (prefetch) instead of handing them to the FillWriter.
   int ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t offset, bool cache_misses,
                bool sync_fill);
-  void PublishFill(uint64_t block, int result, bool reserved);
+  void PublishFill(uint64_t block, int result, bool reserved, uint32_t slot);
   int WriteImpl(Backend& origin, const uint8_t* src, uint32_t count, uint64_t offset,
                 uint32_t flags, bool zero);
   int OriginZero(Backend& origin, uint32_t count, uint64_t offset, bool may_trim, bool fua);
@@ -176,7 +190,9 @@ class EngineImpl {
   // The cache filesystem is full: from now on keep the cache below what it
   // holds now (reclaim clean blocks, serve the rest without caching).
   void OnCacheFull();
-  bool Reserve();
+  // Takes one block of space (and, with slots, a slot for it into *slot;
+  // `hint`: the block's shard). False when the cache is full.
+  bool Reserve(uint32_t* slot, unsigned hint);
   // Admission of a read miss into a capped cache, after 2Q's ghost queue
   // (Johnson and Shasha, VLDB 1994). Until reclaim has had to evict, every
   // miss is cached. From then on caching a block means evicting another (the
@@ -185,10 +201,16 @@ class EngineImpl {
   // (2Q's A1out size); its first miss only leaves a ghost tag. A one-off
   // read of a cold block then does not push out a block that is reused, and
   // random reads over a disk far larger than the cache do not pay a cache
-  // write and a hole punch for most reads. Prefetch (NBD_CMD_CACHE) always
+  // write and an eviction for most reads. Prefetch (NBD_CMD_CACHE) always
   // caches.
   bool AdmitFill(Shard& s, uint64_t idx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
-  void Unreserve() { used_blocks_.fetch_sub(1, std::memory_order_relaxed); }
+  void Unreserve(uint32_t* slot, unsigned hint) {
+    if (*slot != kNoSlot) {
+      slots_->Release(*slot, hint);
+      *slot = kNoSlot;
+    }
+    used_blocks_.fetch_sub(1, std::memory_order_relaxed);
+  }
   void AccountDelta(int delta) { if (delta) used_blocks_.fetch_add(delta, std::memory_order_relaxed); }
   // As AccountDelta, for a block that may hold a reservation: when the block
   // becomes data, the reservation turns into it in the same update (and
@@ -244,6 +266,7 @@ class EngineImpl {
   Mutex wb_mu_;
   std::vector<uint8_t*> wb_free_ ABSL_GUARDED_BY(wb_mu_);
 
+  std::unique_ptr<SlotPool> slots_;  // with cache-max-size; declared before map_, which points at it
   BlockMap map_;
   std::unique_ptr<FillWriter> fill_writer_;
   std::shared_ptr<PerThread<ThreadContext>> threads_;

@@ -37,7 +37,7 @@ FillWriter::~FillWriter() {
     pending_.clear();
   }
   for (const Job& job : left) {
-    publish_(job.block, -ECANCELED, job.reserved);
+    publish_(job.block, -ECANCELED, job.reserved, job.slot);
     FreeAligned(job.buf);
   }
   MutexLock lock(&mu_);
@@ -63,9 +63,10 @@ void FillWriter::StartLocked() {
   thread_ = std::thread([this] { Run(); });
 }
 
-void FillWriter::Enqueue(uint64_t block, uint8_t* buf, uint32_t len, bool reserved) {
+void FillWriter::Enqueue(uint64_t block, uint64_t pos, uint8_t* buf, uint32_t len, bool reserved,
+                         uint32_t slot) {
   MutexLock lock(&mu_);
-  queue_.push_back({block, buf, len, reserved});
+  queue_.push_back({block, pos, buf, len, reserved, slot});
   pending_[block] = buf;
   busy_++;
   StartLocked();
@@ -107,7 +108,7 @@ void FillWriter::Run() {
       for (size_t i = 0; i < batch.size(); i++) {
         uint32_t n = batch[i].len;
         if (direct_) n = (n + CacheStore::kDirectAlign - 1) / CacheStore::kDirectAlign * CacheStore::kDirectAlign;
-        ring->Write(batch[i].buf, n, batch[i].block * bs_, i);
+        ring->Write(batch[i].buf, n, batch[i].pos * bs_, i);
       }
       for (const auto& [tag, res] : ring->WaitAll()) results[tag] = res;
     }
@@ -118,7 +119,8 @@ void FillWriter::Run() {
       MutexLock lock(&mu_);
       for (const Job& job : batch) pending_.erase(job.block);
     }
-    for (size_t i = 0; i < batch.size(); i++) publish_(batch[i].block, results[i], batch[i].reserved);
+    for (size_t i = 0; i < batch.size(); i++)
+      publish_(batch[i].block, results[i], batch[i].reserved, batch[i].slot);
     MutexLock lock(&mu_);
     for (const Job& job : batch) free_.push_back(job.buf);
     busy_ -= batch.size();

@@ -28,10 +28,11 @@ namespace ringcache {
 
 class FillWriter {
  public:
-  // publish(block, result, reserved): called on the writer's thread once a
-  // fill has landed (result 0) or failed (negative errno); it must publish
-  // the block's state, release the pin and the reservation.
-  using Publish = std::function<void(uint64_t block, int result, bool reserved)>;
+  // publish(block, result, reserved, slot): called on the writer's thread
+  // once a fill has landed (result 0) or failed (negative errno); it must
+  // publish the block's state, release the pin and the reservation (and its
+  // slot, unless the block took it).
+  using Publish = std::function<void(uint64_t block, int result, bool reserved, uint32_t slot)>;
 
   FillWriter(int fd, uint32_t block_size, bool direct, unsigned queue_depth, size_t max_buffers,
              CacheFaults* faults, Publish publish);
@@ -40,8 +41,10 @@ class FillWriter {
   // A buffer for one block, or null when the writer is full.
   uint8_t* TryAcquireBuffer();
   // Queues the write of `len` bytes of `buf` (from TryAcquireBuffer) as
-  // block `block`. Ownership of the pin and reservation passes to the writer.
-  void Enqueue(uint64_t block, uint8_t* buf, uint32_t len, bool reserved);
+  // block `block`, at block position `pos` of the file. Ownership of the pin
+  // and reservation (and its slot) passes to the writer.
+  void Enqueue(uint64_t block, uint64_t pos, uint8_t* buf, uint32_t len, bool reserved,
+               uint32_t slot);
   // Waits until every fill queued so far has been published.
   void WaitIdle();
   // If a fill of `block` is queued or being written, copies `len` bytes at
@@ -53,9 +56,11 @@ class FillWriter {
  private:
   struct Job {
     uint64_t block;
+    uint64_t pos;
     uint8_t* buf;
     uint32_t len;
     bool reserved;
+    uint32_t slot;
   };
   void Run();
   void StartLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -67,6 +67,7 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
         p.pinned = true;
         p.pin = PinMode::kShared;
         p.old_state = st;
+        p.pos = PosOf(s, p.block);
         if (capped()) s.Touch(idx);
         hits++;
         if (st & kZero) {
@@ -92,11 +93,13 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
       // cache the wrong length of it.
       p.stale = p.len != BlockLen(p.block, size_.load());
       if (cache_misses && !p.stale && s.CanPin(p.block, PinMode::kExclusive) &&
-          (sync_fill || AdmitFill(s, idx)) && Reserve()) {
+          (sync_fill || AdmitFill(s, idx)) &&
+          Reserve(&p.slot, static_cast<unsigned>(p.block % map_.shard_count()))) {
         s.Pin(p.block, PinMode::kExclusive);
         p.pinned = true;
         p.pin = PinMode::kExclusive;
         p.reserved = capped();
+        if (p.slot != kNoSlot) p.pos = p.slot;
         p.act = Act::kFill;
         bool whole = p.begin == 0 && p.end == p.len;
         if (whole && !NeedsAlignment(dst, 0, p.len)) {
@@ -163,10 +166,11 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
       continue;
     }
     memcpy(copy, p.data, p.len);
-    fill_writer_->Enqueue(p.block, copy, p.len, p.reserved);
+    fill_writer_->Enqueue(p.block, p.pos, copy, p.len, p.reserved, p.slot);
     p.act = Act::kFillAsync;
     p.pinned = false;    // the pin and the reservation now belong to the writer
     p.reserved = false;
+    p.slot = kNoSlot;
   }
   QueueRuns(ring, plans, Act::kFill, /*write=*/true);
   ApplyResults(ring, plans);
@@ -209,7 +213,7 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
       const uint64_t idx = map_.IndexOf(p.block);
       MutexLock lock(&s.mu);
       if (p.act == Act::kFill && !p.err) {
-        AccountReserved(s.Set(p.block, idx, kCached | (capped() ? kRef : 0)), &p.reserved);
+        AccountReserved(s.Set(p.block, idx, kCached | (capped() ? kRef : 0), &p.slot), &p.reserved);
       } else if (p.act == Act::kCacheRead && p.err && !(p.old_state & kDirty)) {
         // Forget a clean copy we could not read; it is refetched next time.
         // (Only possible once we are its sole user.)
@@ -236,15 +240,24 @@ int EngineImpl::CheckReadRequest(const void* buf, uint32_t count, uint64_t offse
   return 0;
 }
 
-bool EngineImpl::PinHits(const void* buf, uint32_t count, uint64_t offset) {
+bool EngineImpl::PinHits(const void* buf, uint32_t count, uint64_t offset, uint64_t* file_offset) {
   if (count == 0 || NeedsAlignment(buf, offset, count)) return false;
   const uint64_t first = offset / bs_, last = (offset + count - 1) / bs_;
-  uint64_t b = first;
+  uint64_t b = first, first_pos = 0;
   for (; b <= last; b++) {
     Shard& s = map_.ShardOf(b);
     const uint64_t idx = map_.IndexOf(b);
     MutexLock lock(&s.mu);
-    if (idx >= s.states.size() || !(s.Get(idx) & kCached) || !s.TryPin(b, PinMode::kShared)) break;
+    if (idx >= s.states.size()) break;
+    const uint8_t st = s.Get(idx);
+    // Holes have no bytes in the file to read (without slots they read as
+    // zeros where they are; with slots they have no slot): the worker path.
+    if (!(st & kCached) || ((st & kZero) && slotted())) break;
+    // One read covers the request only if its blocks lie in order in the file.
+    const uint64_t pos = PosOf(s, b);
+    if (b == first) first_pos = pos;
+    else if (pos != first_pos + (b - first)) break;
+    if (!s.TryPin(b, PinMode::kShared)) break;
     if (capped()) s.Touch(idx);
   }
   if (b <= last) {
@@ -254,6 +267,7 @@ bool EngineImpl::PinHits(const void* buf, uint32_t count, uint64_t offset) {
   CounterSlot& counters = Counters();
   counters.hits.fetch_add(last - first + 1, std::memory_order_relaxed);
   counters.bytes_from_cache.fetch_add(count, std::memory_order_relaxed);
+  *file_offset = first_pos * bs_ + offset % bs_;
   return true;
 }
 

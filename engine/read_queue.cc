@@ -95,14 +95,15 @@ int ReadQueue::Read(void* buf, uint32_t count, uint64_t offset, DoneFn done, voi
     slow_in_flight_++;
     return 0;
   }
-  if (engine_.PinHits(buf, count, offset)) {
-    // The cache file is laid out like the disk: the whole request is one read.
+  uint64_t file_offset = 0;
+  if (engine_.PinHits(buf, count, offset, &file_offset)) {
+    // The request's blocks lie in order in the cache file: one read.
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (sqe == nullptr) {  // cannot happen: the ring has depth + 1 entries
       io_uring_submit(&ring_);
       sqe = io_uring_get_sqe(&ring_);
     }
-    io_uring_prep_read(sqe, 0, buf, count, offset);
+    io_uring_prep_read(sqe, 0, buf, count, file_offset);
     sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, slot);
     fast_hits_++;

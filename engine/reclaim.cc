@@ -134,7 +134,10 @@ EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victim
       WriteBackBlocks(*origin, dirty, /*try_only=*/true, &written);
       for (uint64_t b : written) try_evict(b);
     }
-    for (uint64_t b : evict) ring->PunchHole(b * bs_, bs_, b);
+    // Without slots the victims' space goes back to the file system; with
+    // slots it stays allocated and their slots are rewritten by later fills.
+    if (!slotted())
+      for (uint64_t b : evict) ring->PunchHole(b * bs_, bs_, b);
     for (const auto& [b, res] : ring->WaitAll()) {
       (void)b;
       (void)res;  // a failed punch only leaves space allocated; the block is still dropped

@@ -72,6 +72,15 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
     p.data_len = p.end - p.begin;
   };
 
+  const unsigned shards = map_.shard_count();
+  // A space reservation for a block that is not data yet; with slots, the
+  // block is written into the reservation's slot.
+  auto reserve = [&](BlockPlan& p) {
+    if (!Reserve(&p.slot, static_cast<unsigned>(p.block % shards))) return false;
+    if (p.slot != kNoSlot) p.pos = p.slot;
+    return true;
+  };
+
   // 1. Pin every block exclusively, in ascending order, and decide.
   for (BlockPlan& p : plans) {
     Shard& s = map_.ShardOf(p.block);
@@ -83,6 +92,7 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
       p.pin = PinMode::kExclusive;
       p.old_state = s.Get(idx);
       p.stale = p.len != BlockLen(p.block, size_.load());
+      if ((p.old_state & kCached) && !(p.old_state & kZero)) p.pos = PosOf(s, p.block);
     }
     const uint8_t st = p.old_state;
     const bool full = p.begin == 0 && p.end == p.len && !p.stale;
@@ -97,7 +107,7 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
       p.data_off = 0;
       p.data_len = p.len;
     } else if (full) {
-      if (!is_data && !(p.reserved = Reserve())) {
+      if (!is_data && !(p.reserved = reserve(p))) {
         p.act = Act::kThrough;
         use_source(p);
       } else {
@@ -121,11 +131,11 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
       // A cached hole (zeros): the block's bytes are zeros plus this request.
       use_bounce(p, true);
       merge(p);
-      p.reserved = Reserve();
+      p.reserved = reserve(p);
       p.act = p.reserved ? Act::kCacheWrite : Act::kThrough;
     } else if (through) {
       p.act = Act::kNone;  // the origin gets these bytes with the whole request
-    } else if ((p.reserved = Reserve())) {
+    } else if ((p.reserved = reserve(p))) {
       p.act = Act::kRmwOrigin;
       use_bounce(p, false);
     } else {
@@ -162,8 +172,9 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
   }
 
   // 3. Cache-file writes and punches go out; the origin I/O runs meanwhile.
+  // (With slots a zeroed block needs no I/O: it gives its slot back.)
   QueueRuns(ring, plans, Act::kCacheWrite, /*write=*/true);
-  for (size_t i = 0; i < plans.size();) {
+  for (size_t i = 0; i < plans.size() && !slotted();) {
     if (plans[i].act != Act::kPunch) {
       i++;
       continue;
@@ -244,7 +255,7 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
           uint32_t n = p.len;
           if (store_->direct_io())
             n = (n + CacheStore::kDirectAlign - 1) / CacheStore::kDirectAlign * CacheStore::kDirectAlign;
-          ring->Read(p.bounce, n, p.block * bs_, 0);
+          ring->Read(p.bounce, n, p.pos * bs_, 0);
           int res = 0;
           for (const auto& r : ring->WaitAll())
             if (r.second) res = r.second;
@@ -274,9 +285,10 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
     if (capped() && (p.new_state & kCached)) p.new_state |= kRef;
   }
 
-  // Blocks that lost their cached copy give back its space.
+  // Blocks that lost their cached copy give back its space (with slots, by
+  // giving their slot back as they are published).
   bool punched = false;
-  for (size_t i = 0; i < plans.size(); i++) {
+  for (size_t i = 0; i < plans.size() && !slotted(); i++) {
     BlockPlan& p = plans[i];
     bool had_data = ((p.old_state & kCached) && !(p.old_state & kZero)) || p.act == Act::kCacheWrite;
     if (!(p.new_state & kCached) && had_data) {
@@ -293,7 +305,7 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
     Shard& s = map_.ShardOf(p.block);
     {
       MutexLock lock(&s.mu);
-      AccountReserved(s.Set(p.block, map_.IndexOf(p.block), p.new_state), &p.reserved);
+      AccountReserved(s.Set(p.block, map_.IndexOf(p.block), p.new_state, &p.slot), &p.reserved);
       s.Unpin(p.block, p.pin);
       p.pinned = false;
     }
@@ -336,7 +348,8 @@ int EngineImpl::Trim(Backend& origin, uint32_t count, uint64_t offset, uint32_t 
     p.act = Act::kDrop;
     if (first_full == UINT64_MAX) first_full = p.block * bs_;
     end_full = p.block * bs_ + p.len;
-    if ((p.old_state & kCached) && !(p.old_state & kZero)) ring->PunchHole(p.block * bs_, p.len, 0);
+    if ((p.old_state & kCached) && !(p.old_state & kZero) && !slotted())
+      ring->PunchHole(p.block * bs_, p.len, 0);
   }
   ring->WaitAll();
   int err = 0;

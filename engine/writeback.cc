@@ -51,6 +51,8 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
   // cache-file read of one overlaps the origin write of the other.
   struct Run {
     std::vector<uint64_t> blocks;
+    std::vector<uint64_t> pos;  // where each block lives in the cache file
+    std::vector<uint32_t> lens;
     uint64_t bytes = 0;
     bool zero = false;
     uint8_t* buf = nullptr;
@@ -72,6 +74,8 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
     }
     if (ok) counters.writebacks.fetch_add(r.blocks.size(), std::memory_order_relaxed);
     r.blocks.clear();
+    r.pos.clear();
+    r.lens.clear();
     r.bytes = 0;
   };
 
@@ -95,9 +99,19 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
       return;
     }
     if (!r.buf) r.buf = AcquireWriteBackBuffer();
-    uint64_t n = r.bytes;
-    if (direct) n = (n + CacheStore::kDirectAlign - 1) / CacheStore::kDirectAlign * CacheStore::kDirectAlign;
-    ring->Read(r.buf, static_cast<uint32_t>(n), r.blocks.front() * bs_, 0);
+    // One cache read per stretch of the run that lies in order in the file
+    // (the whole run, without slots).
+    uint64_t at = 0;
+    for (size_t i = 0; i < r.blocks.size();) {
+      size_t j = i + 1;
+      uint64_t n = r.lens[i];
+      while (j < r.blocks.size() && r.pos[j] == r.pos[j - 1] + 1) n += r.lens[j++];
+      const uint64_t bytes = n;
+      if (direct) n = (n + CacheStore::kDirectAlign - 1) / CacheStore::kDirectAlign * CacheStore::kDirectAlign;
+      ring->Read(r.buf + at, static_cast<uint32_t>(n), r.pos[i] * bs_, 0);
+      at += bytes;
+      i = j;
+    }
     ring->Submit();
     if (pending) {
       origin_write(*pending);
@@ -132,6 +146,7 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
     const uint64_t idx = map_.IndexOf(b);
     uint8_t st;
     uint32_t len;
+    uint64_t pos;
     {
       MutexLock lock(&s.mu);
       const uint64_t size = size_.load();
@@ -147,6 +162,7 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
         continue;
       }
       len = BlockLen(b, size);
+      pos = PosOf(s, b);
     }
     const bool zero = st & kZero;
     Run* r = &runs[cur];
@@ -158,6 +174,8 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
     }
     r->zero = zero;
     r->blocks.push_back(b);
+    r->pos.push_back(pos);
+    r->lens.push_back(len);
     r->bytes += len;
   }
   close_run();

@@ -615,7 +615,9 @@ TEST_P(EngineBasic, FullCacheAdmitsAReadMissOnItsSecondMiss) {
 // Reclaim passes run on a background thread: reads that take the cache past
 // the high mark return while the pass they set off is stuck in its hole
 // punches (held by the fault hook). Before, the read that crossed the mark
-// ran the pass itself and waited for every punch.
+// ran the pass itself and waited for every punch. (With cache-max-size the
+// cache now has slots, and a pass of clean victims punches nothing; punches
+// remain for a limit learnt from a full file system.)
 TEST_P(EngineBasic, ReadsDoNotWaitForReclaim) {
   ASSERT_NO_FATAL_FAILURE(Open(1024 * 4096, {"cache-on-read=true", "cache-max-size=1M",
                                              "cache-high-threshold=50", "cache-low-threshold=10"}));

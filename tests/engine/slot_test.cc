@@ -1,0 +1,196 @@
+// Slots (engine/slot_pool.h): with cache-max-size the cache file is an array
+// of cache-max-size / block-size slots, and a block lives in whichever slot
+// it was given. These tests put blocks in slots out of disk order and check
+// every path that reads or writes a cached block's bytes: hits (one block,
+// several, through Engine::Read and ReadQueue's fast hits), writes, zeroes,
+// write-back of runs of adjacent dirty blocks, and eviction, after which the
+// slots are rewritten in place without the file growing.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/errors.h"
+#include "engine/read_queue.h"
+#include "gtest/gtest.h"
+#include "tests/engine/test_util.h"
+#include "tests/support/memory_backend.h"
+
+namespace ringcache {
+namespace {
+
+using testing_util::FirstDifference;
+using testing_util::OpenEngine;
+using testing_util::RandomBytes;
+using testing_util::TempDir;
+
+constexpr uint32_t B = 4096;
+constexpr uint64_t kCacheBlocks = 256;  // cache-max-size=1M
+
+class SlotTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void Open(uint64_t blocks, std::vector<std::string> extra = {}) {
+    origin_ = std::make_unique<MemoryBackend>(blocks * B);
+    origin_->FillPattern(77);
+    ref_ = origin_->Snapshot();
+    extra.push_back("cache=" + GetParam());
+    extra.push_back("cache-min-block-size=4096");
+    extra.push_back("cache-max-size=1M");
+    auto e = OpenEngine(extra, *origin_, dir_.path());
+    ASSERT_TRUE(e.ok()) << e.status();
+    engine_ = std::move(*e);
+    ASSERT_EQ(engine_->block_size(), B) << "the tests count 4K blocks";
+  }
+
+  void Write(uint64_t offset, uint32_t count) {
+    std::vector<uint8_t> data = RandomBytes(rng_, count);
+    ASSERT_EQ(engine_->Write(*origin_, data.data(), count, offset, 0), 0) << LastError();
+    std::copy(data.begin(), data.end(), ref_.begin() + offset);
+  }
+
+  void CheckRead(uint64_t offset, uint32_t count) {
+    std::vector<uint8_t> buf(count, 0xEE);
+    ASSERT_EQ(engine_->Read(*origin_, buf.data(), count, offset), 0) << LastError();
+    int64_t d = FirstDifference(buf.data(), ref_.data() + offset, count);
+    ASSERT_EQ(d, -1) << "read " << offset << "+" << count << " differs at byte " << offset + d;
+  }
+
+  // The engine's cache file, found among this process's open files (it has
+  // no name: O_TMPFILE, or unlinked).
+  struct stat CacheFileStat() {
+    struct stat st{};
+    char link[PATH_MAX];
+    for (int fd = 0; fd < 4096; fd++) {
+      std::string path = "/proc/self/fd/" + std::to_string(fd);
+      ssize_t n = readlink(path.c_str(), link, sizeof(link) - 1);
+      if (n <= 0) continue;
+      link[n] = 0;
+      if (std::string(link).rfind(dir_.path() + "/", 0) == 0 && fstat(fd, &st) == 0) return st;
+    }
+    ADD_FAILURE() << "no open cache file under " << dir_.path();
+    return st;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<MemoryBackend> origin_;
+  std::unique_ptr<Engine> engine_;
+  std::vector<uint8_t> ref_;
+  std::mt19937_64 rng_{5};
+};
+
+INSTANTIATE_TEST_SUITE_P(Modes, SlotTest, ::testing::ValuesIn(testing_util::AllModes()),
+                         [](const auto& info) { return info.param; });
+
+// Blocks written in descending order take slots in ascending order, so the
+// file holds them back to front. Reads across them, partial writes into
+// them, and (writeback) one flush of the 64 adjacent dirty blocks must all
+// see the right bytes where they are.
+TEST_P(SlotTest, BlocksInReversedSlotsReadWriteAndWriteBack) {
+  ASSERT_NO_FATAL_FAILURE(Open(1024));
+  for (uint64_t b = 64; b-- > 0;) ASSERT_NO_FATAL_FAILURE(Write(b * B, B));
+  ASSERT_NO_FATAL_FAILURE(CheckRead(0, 64 * B));            // one request, 64 slots
+  ASSERT_NO_FATAL_FAILURE(CheckRead(10 * B + 100, 3 * B));  // partial blocks at both ends
+  ASSERT_NO_FATAL_FAILURE(Write(20 * B + 7, 2 * B));        // partial writes into cached blocks
+  ASSERT_NO_FATAL_FAILURE(CheckRead(0, 64 * B));
+  Stats s = engine_->GetStats();
+  EXPECT_EQ(s.blocks_cached, 64u);
+  EXPECT_EQ(s.hits, 64u + 4u + 64u);
+  const uint64_t origin_writes = s.origin_writes;
+  ASSERT_EQ(engine_->Flush(*origin_), 0) << LastError();
+  if (GetParam() == "writeback") {
+    // The 64 dirty blocks are adjacent on the disk: one origin write, read
+    // from the cache file slot by slot.
+    EXPECT_EQ(engine_->GetStats().origin_writes, origin_writes + 1);
+  }
+  if (GetParam() != "unsafe") {  // unsafe: flush is a no-op
+    std::vector<uint8_t> snap = origin_->Snapshot();
+    int64_t d = FirstDifference(snap.data(), ref_.data(), 64 * B);
+    ASSERT_EQ(d, -1) << "origin differs after flush at byte " << d;
+  }
+  ASSERT_NO_FATAL_FAILURE(CheckRead(0, 1024 * B));
+}
+
+// ReadQueue sends a request as one cache-file read only when its blocks lie
+// in order in the file; other hits go through the engine's workers. Both
+// return the right bytes.
+TEST_P(SlotTest, QueueReadsOfScatteredSlots) {
+  ASSERT_NO_FATAL_FAILURE(Open(1024));
+  for (uint64_t b = 32; b-- > 0;) ASSERT_NO_FATAL_FAILURE(Write(b * B, B));  // reversed slots
+  for (uint64_t b = 32; b < 40; b++) ASSERT_NO_FATAL_FAILURE(Write(b * B, B));  // in order
+  auto q = ReadQueue::Open(*engine_, *origin_, 16);
+  ASSERT_TRUE(q.ok()) << q.status();
+  struct Want {
+    uint64_t offset;
+    uint32_t count;
+  };
+  const std::vector<Want> reads = {{5 * B, B}, {3 * B, 4 * B}, {32 * B, 8 * B}, {30 * B, 4 * B},
+                                   {33 * B + 10, B}};
+  std::vector<std::vector<uint8_t>> bufs;
+  std::vector<int> errs(reads.size(), -1);
+  for (size_t i = 0; i < reads.size(); i++) {
+    bufs.emplace_back(reads[i].count, 0xEE);
+    ASSERT_EQ((*q)->Read(bufs[i].data(), reads[i].count, reads[i].offset,
+                         [](void* user, int err) { *static_cast<int*>(user) = err; }, &errs[i]),
+              0)
+        << LastError();
+  }
+  unsigned done = 0;
+  while (done < reads.size()) done += (*q)->Wait(1);
+  for (size_t i = 0; i < reads.size(); i++) {
+    ASSERT_EQ(errs[i], 0) << "read " << i;
+    int64_t d = FirstDifference(bufs[i].data(), ref_.data() + reads[i].offset, reads[i].count);
+    ASSERT_EQ(d, -1) << "queued read " << i << " differs at byte " << d;
+  }
+}
+
+// A zeroed block gives its slot back (it needs no bytes in the file); the
+// block reads as zeros, and a later write takes a slot again.
+TEST_P(SlotTest, ZeroedBlocksGiveTheirSlotBack) {
+  ASSERT_NO_FATAL_FAILURE(Open(1024));
+  for (uint64_t b = 0; b < 8; b++) ASSERT_NO_FATAL_FAILURE(Write(b * B, B));
+  ASSERT_EQ(engine_->Zero(*origin_, 4 * B, 2 * B, 0), 0) << LastError();
+  std::fill(ref_.begin() + 2 * B, ref_.begin() + 6 * B, 0);
+  EXPECT_EQ(engine_->GetStats().cache_bytes, 4u * B);
+  ASSERT_NO_FATAL_FAILURE(CheckRead(0, 8 * B));
+  ASSERT_NO_FATAL_FAILURE(Write(3 * B + 100, 200));  // into a cached hole
+  ASSERT_NO_FATAL_FAILURE(Write(4 * B, B));
+  EXPECT_EQ(engine_->GetStats().cache_bytes, 6u * B);
+  ASSERT_NO_FATAL_FAILURE(CheckRead(0, 8 * B));
+}
+
+// Four times the cache's size, prefetched (always cached) and read, three
+// times over: reclaim evicts over and over and every slot is rewritten in
+// place. The file stays the size of its slots (not the disk's), never holds
+// more than cache-max-size, and every read returns the right bytes.
+TEST_P(SlotTest, EvictedSlotsAreRewrittenInPlace) {
+  ASSERT_NO_FATAL_FAILURE(Open(4 * kCacheBlocks, {"cache-on-read=true"}));
+  for (int pass = 0; pass < 3; pass++) {
+    for (uint64_t b = 0; b < 4 * kCacheBlocks; b += 16) {
+      ASSERT_EQ(engine_->Prefetch(*origin_, 16 * B, b * B), 0) << LastError();
+      ASSERT_NO_FATAL_FAILURE(CheckRead(b * B, 16 * B));
+      if (b % 64 == 0) {
+        struct stat st = CacheFileStat();
+        ASSERT_LE(static_cast<uint64_t>(st.st_blocks) * 512, kCacheBlocks * B)
+            << "the cache file holds more than cache-max-size";
+      }
+    }
+  }
+  Stats s = engine_->GetStats();
+  EXPECT_GT(s.evictions, 2 * kCacheBlocks);
+  EXPECT_LE(s.blocks_cached, kCacheBlocks);
+  struct stat st = CacheFileStat();
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), kCacheBlocks * B)
+      << "the cache file is not laid out in slots";
+  EXPECT_LE(static_cast<uint64_t>(st.st_blocks) * 512, kCacheBlocks * B);
+  ASSERT_NO_FATAL_FAILURE(CheckRead(0, 4 * kCacheBlocks * B));
+}
+
+}  // namespace
+}  // namespace ringcache
