@@ -282,7 +282,7 @@ int EngineImpl::CheckRangeIn(uint64_t size, const char* what, uint32_t count, ui
 
 void EngineImpl::ReleaseResources(ThreadContext* ctx, BlockPlan& p) {
   if (p.reserved) {
-    Unreserve(&p.slot, static_cast<unsigned>(p.block % map_.shard_count()));
+    Unreserve(p.block, &p.slot);
     p.reserved = false;
   }
   if (p.bounce) {
@@ -399,8 +399,7 @@ void EngineImpl::OnCacheFull() {
   SetLimits(used, config_.high_threshold, config_.low_threshold);
 }
 
-bool EngineImpl::Reserve(uint32_t* slot, unsigned hint) {
-  *slot = kNoSlot;
+bool EngineImpl::Reserve(BlockPlan& p) {
   if (!capped()) return true;
   // Never past the maximum, not even for a moment: a reservation taken and
   // handed back would show a full cache over its size to a concurrent
@@ -410,12 +409,17 @@ bool EngineImpl::Reserve(uint32_t* slot, unsigned hint) {
   do {
     if (used >= max) return false;
   } while (!used_blocks_.compare_exchange_weak(used, used + 1, std::memory_order_relaxed));
-  if (slotted() && (*slot = slots_->Acquire(hint)) == kNoSlot) {
-    // Every slot is held (the limit fell below what is cached: a full file
-    // system), or one is being given back right now: no room.
-    used_blocks_.fetch_sub(1, std::memory_order_relaxed);
-    return false;
+  if (slotted()) {
+    p.slot = slots_->Acquire(SlotHint(p.block));
+    if (p.slot == kNoSlot) {
+      // Every slot is held (the limit fell below what is cached: a full file
+      // system), or one is being given back right now: no room.
+      used_blocks_.fetch_sub(1, std::memory_order_relaxed);
+      return false;
+    }
+    p.pos = p.slot;
   }
+  p.reserved = true;
   return true;
 }
 
@@ -457,7 +461,7 @@ void EngineImpl::PublishFill(uint64_t block, int result, bool reserved, uint32_t
       AccountReserved(s.Set(block, idx, kCached | (capped() ? kRef : 0), &slot), &reserved);
     s.Unpin(block, PinMode::kExclusive);
   }
-  if (reserved) Unreserve(&slot, static_cast<unsigned>(block % map_.shard_count()));
+  if (reserved) Unreserve(block, &slot);
   // A pass that ran while this block was pinned may have stopped short.
   if (capped() && AboveHighMark()) reclaimer_->Wake();
 }

@@ -190,9 +190,11 @@ class EngineImpl {
   // The cache filesystem is full: from now on keep the cache below what it
   // holds now (reclaim clean blocks, serve the rest without caching).
   void OnCacheFull();
-  // Takes one block of space (and, with slots, a slot for it into *slot;
-  // `hint`: the block's shard). False when the cache is full.
-  bool Reserve(uint32_t* slot, unsigned hint);
+  // For a block that is to become data: with a size limit, takes one block
+  // of space (p.reserved) and, with slots, a slot, where the block will then
+  // live (p.slot, p.pos). False when the cache is full; true without a limit
+  // (nothing reserved: the block is counted when it is published).
+  bool Reserve(BlockPlan& p);
   // Admission of a read miss into a capped cache, after 2Q's ghost queue
   // (Johnson and Shasha, VLDB 1994). Until reclaim has had to evict, every
   // miss is cached. From then on caching a block means evicting another (the
@@ -204,13 +206,16 @@ class EngineImpl {
   // write and an eviction for most reads. Prefetch (NBD_CMD_CACHE) always
   // caches.
   bool AdmitFill(Shard& s, uint64_t idx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
-  void Unreserve(uint32_t* slot, unsigned hint) {
+  void Unreserve(uint64_t block, uint32_t* slot) {
     if (*slot != kNoSlot) {
-      slots_->Release(*slot, hint);
+      slots_->Release(*slot, SlotHint(block));
       *slot = kNoSlot;
     }
     used_blocks_.fetch_sub(1, std::memory_order_relaxed);
   }
+  // The free list of the slot pool a block's slots come from and go back to:
+  // its shard's.
+  unsigned SlotHint(uint64_t block) const { return static_cast<unsigned>(block % map_.shard_count()); }
   void AccountDelta(int delta) { if (delta) used_blocks_.fetch_add(delta, std::memory_order_relaxed); }
   // As AccountDelta, for a block that may hold a reservation: when the block
   // becomes data, the reservation turns into it in the same update (and

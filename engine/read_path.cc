@@ -93,13 +93,10 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
       // cache the wrong length of it.
       p.stale = p.len != BlockLen(p.block, size_.load());
       if (cache_misses && !p.stale && s.CanPin(p.block, PinMode::kExclusive) &&
-          (sync_fill || AdmitFill(s, idx)) &&
-          Reserve(&p.slot, static_cast<unsigned>(p.block % map_.shard_count()))) {
+          (sync_fill || AdmitFill(s, idx)) && Reserve(p)) {
         s.Pin(p.block, PinMode::kExclusive);
         p.pinned = true;
         p.pin = PinMode::kExclusive;
-        p.reserved = capped();
-        if (p.slot != kNoSlot) p.pos = p.slot;
         p.act = Act::kFill;
         bool whole = p.begin == 0 && p.end == p.len;
         if (whole && !NeedsAlignment(dst, 0, p.len)) {

@@ -72,15 +72,6 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
     p.data_len = p.end - p.begin;
   };
 
-  const unsigned shards = map_.shard_count();
-  // A space reservation for a block that is not data yet; with slots, the
-  // block is written into the reservation's slot.
-  auto reserve = [&](BlockPlan& p) {
-    if (!Reserve(&p.slot, static_cast<unsigned>(p.block % shards))) return false;
-    if (p.slot != kNoSlot) p.pos = p.slot;
-    return true;
-  };
-
   // 1. Pin every block exclusively, in ascending order, and decide.
   for (BlockPlan& p : plans) {
     Shard& s = map_.ShardOf(p.block);
@@ -107,7 +98,7 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
       p.data_off = 0;
       p.data_len = p.len;
     } else if (full) {
-      if (!is_data && !(p.reserved = reserve(p))) {
+      if (!is_data && !Reserve(p)) {
         p.act = Act::kThrough;
         use_source(p);
       } else {
@@ -131,11 +122,10 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
       // A cached hole (zeros): the block's bytes are zeros plus this request.
       use_bounce(p, true);
       merge(p);
-      p.reserved = reserve(p);
-      p.act = p.reserved ? Act::kCacheWrite : Act::kThrough;
+      p.act = Reserve(p) ? Act::kCacheWrite : Act::kThrough;
     } else if (through) {
       p.act = Act::kNone;  // the origin gets these bytes with the whole request
-    } else if ((p.reserved = reserve(p))) {
+    } else if (Reserve(p)) {
       p.act = Act::kRmwOrigin;
       use_bounce(p, false);
     } else {
