@@ -6,6 +6,7 @@
 namespace ringcache {
 
 int Shard::Set(uint64_t block, uint64_t index, uint8_t state, uint32_t* slot) {
+  if (state != 0 && !dropped.empty() && dropped.contains(block)) return 0;
   uint8_t old = states[index];
   states[index] = state;
   if (state & kCached) ghosts[index] = 0;
@@ -31,6 +32,24 @@ int Shard::Set(uint64_t block, uint64_t index, uint8_t state, uint32_t* slot) {
     else dirty.erase(block);
   }
   return was_data == is_data ? 0 : (is_data ? 1 : -1);
+}
+
+int Shard::Drop(uint64_t block, uint64_t index) {
+  // (A pins entry may hold only waiters, which never unpin.)
+  auto pin = pins.find(block);
+  if (pin != pins.end() && (pin->second.writer || pin->second.readers > 0)) {
+    // A request may still read or write the data's slot: hold the slot back
+    // from the pool (Set, below, then finds none to release) until the last
+    // unpin.
+    auto it = slots.find(block);
+    uint32_t slot = kNoSlot;
+    if (it != slots.end()) {
+      slot = it->second;
+      slots.erase(it);
+    }
+    dropped.emplace(block, slot);
+  }
+  return states[index] == 0 ? 0 : Set(block, index, 0);
 }
 
 bool Shard::CanPin(uint64_t block, PinMode mode) const {
@@ -73,6 +92,12 @@ void Shard::Unpin(uint64_t block, PinMode mode) {
   PinCount& p = it->second;
   if (mode == PinMode::kShared) p.readers--;
   else p.writer = false;
+  if (!p.writer && p.readers == 0 && !dropped.empty()) {
+    if (auto d = dropped.find(block); d != dropped.end()) {
+      if (d->second != kNoSlot) slot_pool->Release(d->second, number);
+      dropped.erase(d);
+    }
+  }
   bool waiters = p.waiters > 0;
   if (!p.writer && p.readers == 0 && !waiters) pins.erase(it);
   if (waiters) cv.SignalAll();
@@ -99,7 +124,7 @@ int64_t BlockMap::Resize(uint64_t blocks) {
     MutexLock lock(&s.mu);
     const uint64_t count = EntriesOf(i, blocks);
     for (uint64_t idx = std::min(count, EntriesOf(i, blocks_)); idx < s.states.size(); idx++) {
-      if (s.states[idx] != 0) data_delta += s.Set(idx * shard_count_ + i, idx, 0);
+      data_delta += s.Drop(idx * shard_count_ + i, idx);
       s.ghosts[idx] = 0;
     }
     if (count > s.states.size()) {

@@ -12,6 +12,10 @@
 // owns a slot of the cache file, kept in a per-shard map; Set gives a slot to
 // a block that becomes data and returns it to the pool when it stops being
 // data.
+// A block that a shrink drops while a request holds a pin on it is "dropped":
+// until its last pin goes, whatever that request publishes for it is refused
+// (the block stays uncached), and its slot, which that request may still be
+// reading or writing, goes back to the pool only at that last unpin.
 #ifndef RINGCACHE_ENGINE_BLOCK_MAP_H_
 #define RINGCACHE_ENGINE_BLOCK_MAP_H_
 
@@ -53,6 +57,9 @@ struct alignas(64) Shard {
   absl::flat_hash_set<uint64_t> dirty ABSL_GUARDED_BY(mu);  // dirty block numbers
   // With slots: the slot of every data block (kCached and not kZero).
   absl::flat_hash_map<uint64_t, uint32_t> slots ABSL_GUARDED_BY(mu);
+  // Blocks dropped by a shrink while pinned, with the slot their data had
+  // (or kNoSlot); see the top of this file.
+  absl::flat_hash_map<uint64_t, uint32_t> dropped ABSL_GUARDED_BY(mu);
   SlotPool* slot_pool = nullptr;  // set once, before any request
   unsigned number = 0;            // this shard's index (the pool's hint)
   uint64_t cached_blocks ABSL_GUARDED_BY(mu) = 0;           // with kCached
@@ -63,9 +70,13 @@ struct alignas(64) Shard {
   // Sets a block's state and keeps the counters, the dirty set and the slots
   // in step. Returns the change in data blocks (-1, 0 or +1). With slots, a
   // block that becomes data takes *slot (which is then set to kNoSlot); the
-  // caller must hold one (its space reservation's) for that change.
+  // caller must hold one (its space reservation's) for that change. A
+  // dropped block keeps state 0 (and *slot stays the caller's).
   int Set(uint64_t block, uint64_t index, uint8_t state, uint32_t* slot = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Resize's drop of a block past the end: its state goes to 0, and if it is
+  // pinned it becomes dropped. Returns the change in data blocks.
+  int Drop(uint64_t block, uint64_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // The slot of a data block (with slots), else kNoSlot.
   uint32_t SlotOf(uint64_t block) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     auto it = slots.find(block);

@@ -158,6 +158,11 @@ absl::Status EngineImpl::SetSize(uint64_t size, Backend* origin) {
     // With slots the file holds the slots, whatever the disk's size.
     s = store_->Resize(slotted() ? slots_->limit() : blocks);
     if (s.ok()) {
+      // The new size first: a request that pins a block after the map has
+      // dropped it then sees its plan is stale and caches nothing; one that
+      // pinned it before has it marked dropped (engine/block_map.h).
+      nblocks_.store(std::min(blocks, nblocks_.load()));
+      size_.store(std::min(size, size_.load()));
       // Only the dropped blocks leave the count: reservations of requests
       // in flight stay in it until those requests give them back.
       used_blocks_.fetch_add(map_.Resize(blocks));

@@ -286,9 +286,25 @@ TEST_P(EngineBasic, ShortTransfersAreFinished) {
 // other connections' requests are in flight: a request planned before a
 // shrink must not reach past the block map's end, write-back must not write
 // past the new end, and the cache must stay consistent when the disk grows.
-TEST_P(EngineBasic, ShrinkAndGrowWhileRequestsRun) {
+// With cache-max-size too, where blocks live in slots of the cache file
+// (engine/slot_pool.h) that a shrink gives back.
+class ShrinkAndGrow : public EngineBasic {
+ protected:
+  void RunWhileRequestsRun(std::vector<std::string> params);
+};
+
+INSTANTIATE_TEST_SUITE_P(Modes, ShrinkAndGrow, ::testing::ValuesIn(testing_util::AllModes()),
+                         [](const auto& info) { return info.param; });
+
+TEST_P(ShrinkAndGrow, WhileRequestsRun) { RunWhileRequestsRun({"cache-on-read=true"}); }
+
+TEST_P(ShrinkAndGrow, WhileRequestsRunWithSlots) {
+  RunWhileRequestsRun({"cache-on-read=true", "cache-max-size=1M"});
+}
+
+void ShrinkAndGrow::RunWhileRequestsRun(std::vector<std::string> params) {
   const uint64_t big = 64 * 4096, small = 8 * 4096 + 100;
-  ASSERT_NO_FATAL_FAILURE(Open(big, {"cache-on-read=true"}));
+  ASSERT_NO_FATAL_FAILURE(Open(big, params));
   std::atomic<bool> stop{false};
   std::atomic<int> unexpected{0};
   absl::Mutex first_mu;

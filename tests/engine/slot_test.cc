@@ -4,16 +4,20 @@
 // every path that reads or writes a cached block's bytes: hits (one block,
 // several, through Engine::Read and ReadQueue's fast hits), writes, zeroes,
 // write-back of runs of adjacent dirty blocks, and eviction, after which the
-// slots are rewritten in place without the file growing.
+// slots are rewritten in place without the file growing; and a shrink of the
+// disk under a write in flight, which must neither hand that write's slot to
+// another block nor cache the block past the new end.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/engine.h"
@@ -76,6 +80,20 @@ class SlotTest : public ::testing::TestWithParam<std::string> {
     }
     ADD_FAILURE() << "no open cache file under " << dir_.path();
     return st;
+  }
+
+  // Starts a full-block write of `block` on another thread and waits until
+  // its cache-file write is held at the write gate (the block pinned).
+  std::thread HeldWrite(uint64_t block, std::vector<uint8_t>* data, int* result) {
+    *data = RandomBytes(rng_, B);
+    engine_->cache_faults().HoldWrites();
+    std::thread t([this, block, data, result] {
+      *result = engine_->Write(*origin_, data->data(), B, block * B, 0);
+    });
+    for (int i = 0; i < 5000 && engine_->cache_faults().write_waiters() < 1; i++)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    EXPECT_GE(engine_->cache_faults().write_waiters(), 1) << "the write never reached the gate";
+    return t;
   }
 
   TempDir dir_;
@@ -194,6 +212,67 @@ TEST_P(SlotTest, EvictedSlotsAreRewrittenInPlace) {
       << "the cache file is not laid out in slots";
   EXPECT_LE(static_cast<uint64_t>(st.st_blocks) * 512, kCacheBlocks * B);
   ASSERT_NO_FATAL_FAILURE(CheckRead(0, 4 * kCacheBlocks * B));
+}
+
+// A shrink drops a cached block while a write into its slot is in flight,
+// and the disk grows back before that write lands. The slot must stay the
+// write's until it lands (not go to another block), and the write must not
+// make the block data again without a slot: a dirty block with no slot can
+// be neither read nor written back.
+TEST_P(SlotTest, ShrinkUnderAnInPlaceWrite) {
+  const uint64_t blocks = 64;
+  ASSERT_NO_FATAL_FAILURE(Open(blocks));
+  ASSERT_NO_FATAL_FAILURE(Write(40 * B, B));
+  ASSERT_NO_FATAL_FAILURE(Write(41 * B, B));
+  std::vector<uint8_t> data;
+  int result = -1;
+  std::thread writer = HeldWrite(40, &data, &result);
+  ASSERT_TRUE(engine_->SetSize(8 * B).ok());
+  ASSERT_TRUE(engine_->SetSize(blocks * B).ok());
+  engine_->cache_faults().ReleaseWrites();
+  writer.join();
+  EXPECT_EQ(result, 0) << LastError();
+  // The dropped blocks read as the origin has them (in writeback modes their
+  // dirty data went with the shrink); the rest as before.
+  ASSERT_EQ(engine_->Flush(*origin_), 0) << LastError();
+  ref_ = origin_->Snapshot();
+  ASSERT_NO_FATAL_FAILURE(CheckRead(0, blocks * B));
+  Stats s = engine_->GetStats();
+  EXPECT_EQ(s.blocks_dirty, 0u);
+  EXPECT_EQ(s.cache_bytes, s.blocks_cached * B);
+  // Every slot is still one block's: the whole disk cached, written and read.
+  ASSERT_NO_FATAL_FAILURE(Write(0, blocks * B));
+  ASSERT_NO_FATAL_FAILURE(CheckRead(0, blocks * B));
+  ASSERT_EQ(engine_->Flush(*origin_), 0) << LastError();
+  s = engine_->GetStats();
+  EXPECT_EQ(s.blocks_cached, blocks);
+  EXPECT_EQ(s.cache_bytes, blocks * B);
+}
+
+// A shrink drops a block that a write is caching for the first time (its
+// write holds a new slot): when the write lands the block is past the end,
+// so it is not cached, and its slot and space go back.
+TEST_P(SlotTest, ShrinkUnderAFirstWritePastTheNewEnd) {
+  const uint64_t blocks = 64;
+  ASSERT_NO_FATAL_FAILURE(Open(blocks));
+  std::vector<uint8_t> data;
+  int result = -1;
+  std::thread writer = HeldWrite(50, &data, &result);
+  ASSERT_TRUE(engine_->SetSize(8 * B).ok());
+  engine_->cache_faults().ReleaseWrites();
+  writer.join();
+  EXPECT_EQ(result, 0) << LastError();
+  Stats s = engine_->GetStats();
+  EXPECT_EQ(s.blocks_cached, 0u) << "a block past the end of the disk is cached";
+  EXPECT_EQ(s.blocks_dirty, 0u);
+  EXPECT_EQ(s.cache_bytes, 0u);
+  ASSERT_TRUE(engine_->SetSize(blocks * B).ok());
+  ASSERT_EQ(engine_->Flush(*origin_), 0) << LastError();
+  ref_ = origin_->Snapshot();
+  ASSERT_NO_FATAL_FAILURE(CheckRead(0, blocks * B));
+  ASSERT_NO_FATAL_FAILURE(Write(0, blocks * B));
+  ASSERT_NO_FATAL_FAILURE(CheckRead(0, blocks * B));
+  EXPECT_EQ(engine_->GetStats().cache_bytes, blocks * B);
 }
 
 }  // namespace
