@@ -344,9 +344,17 @@ int EngineImpl::Trim(Backend& origin, uint32_t count, uint64_t offset, uint32_t 
   ring->WaitAll();
   int err = 0;
   if (first_full != UINT64_MAX && origin.CanTrim()) {
-    err = origin.Trim(static_cast<uint32_t>(end_full - first_full), first_full,
-                      (flags & kFlagFua) && origin.CanFua() == FuaSupport::kNative);
-    if (err) Fail(err, "ringcache: origin trim failed: %s", strerror(err));
+    // FUA goes on to the origin, as nbdkit passes a trim on: natively, or
+    // as a flush after it where the origin only emulates FUA.
+    const bool fua = flags & kFlagFua;
+    const bool native = fua && origin.CanFua() == FuaSupport::kNative;
+    err = origin.Trim(static_cast<uint32_t>(end_full - first_full), first_full, native);
+    if (err) {
+      Fail(err, "ringcache: origin trim failed: %s", strerror(err));
+    } else if (fua && !native && origin.CanFlush()) {
+      err = origin.Flush();
+      if (err) Fail(err, "ringcache: origin flush (for FUA) failed: %s", strerror(err));
+    }
   }
   for (BlockPlan& p : plans) {
     if (p.act != Act::kDrop) continue;

@@ -529,6 +529,29 @@ TEST_P(EngineBasic, FuaSemanticsPerMode) {
   }
 }
 
+// A trim with FUA is durable when it returns, in every mode, as nbdkit's
+// filter passes trims on: FUA reaches the origin natively, or as a flush
+// after the trim when the origin only emulates FUA.
+TEST_P(EngineBasic, TrimWithFuaReachesTheOriginDurably) {
+  for (FuaSupport fua : {FuaSupport::kNative, FuaSupport::kEmulate}) {
+    SCOPED_TRACE(fua == FuaSupport::kNative ? "origin FUA native" : "origin FUA emulated");
+    ASSERT_NO_FATAL_FAILURE(Open(16 * 4096));
+    origin_->fua = fua;
+    const uint64_t flushes0 = origin_->flushes.load();
+    ASSERT_EQ(engine_->Trim(*origin_, static_cast<uint32_t>(2 * B), 2 * B, kFlagFua), 0)
+        << LastErrorText();
+    EXPECT_EQ(origin_->trims.load(), 1u);
+    if (fua == FuaSupport::kEmulate) {
+      EXPECT_EQ(origin_->flushes.load(), flushes0 + 1) << "no flush after an emulated-FUA trim";
+    } else {
+      EXPECT_EQ(origin_->flushes.load(), flushes0);
+    }
+    // Without FUA: no flush.
+    ASSERT_EQ(engine_->Trim(*origin_, static_cast<uint32_t>(2 * B), 6 * B, 0), 0);
+    EXPECT_EQ(origin_->flushes.load(), flushes0 + (fua == FuaSupport::kEmulate ? 1 : 0));
+  }
+}
+
 // Writeback without FUA keeps the origin untouched until flush (but for what
 // reclaim writes back, and there is no max size here).
 TEST_P(EngineBasic, WritebackLeavesOriginUntouchedUntilFlush) {
