@@ -80,6 +80,7 @@ void Engine::ForEachExtent(uint64_t offset, uint64_t count,
   impl_->ForEachExtent(offset, count, fn);
 }
 Stats Engine::GetStats() const { return impl_->GetStats(); }
+Stats Engine::CurrentStats() const { return impl_->CurrentStats(); }
 LatencyHistogram Engine::GetLatency(LatencyOp op) const { return impl_->GetLatency(op); }
 CacheFaults& Engine::cache_faults() { return impl_->cache_faults_; }
 
@@ -476,6 +477,10 @@ Stats EngineImpl::GetStats() const {
   // and so is the reclaim pass they (or earlier requests) set off.
   fill_writer_->WaitIdle();
   reclaimer_->WaitIdle();
+  return CurrentStats();
+}
+
+Stats EngineImpl::CurrentStats() const {
   Stats st;
   for (const CounterSlot& c : counters_) {
     st.hits += c.hits.load(std::memory_order_relaxed);

@@ -83,7 +83,12 @@ class Engine {
   void ForEachExtent(uint64_t offset, uint64_t count,
                      const std::function<void(uint64_t offset, uint64_t length, ExtentKind kind)>& fn) const;
 
+  // The counters once the fills already answered to clients have landed and
+  // the reclaim pass they set off has finished (so it waits for those).
   Stats GetStats() const;
+  // The counters as they are now, without that wait: what a request's path
+  // may call (fills and a reclaim pass in flight are not counted yet).
+  Stats CurrentStats() const;
   // The latency histogram of one op (what GetStats gives in Stats::latency),
   // without GetStats's wait for background fills and walk of the block map.
   LatencyHistogram GetLatency(LatencyOp op) const;

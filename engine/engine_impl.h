@@ -107,6 +107,7 @@ class EngineImpl {
   void ForEachExtent(uint64_t offset, uint64_t count,
                      const std::function<void(uint64_t, uint64_t, ExtentKind)>& fn) const;
   Stats GetStats() const;
+  Stats CurrentStats() const;
 
   // For ReadQueue's fast hits. CheckReadRequest: 0, or EINVAL with the
   // message set (null buffer, range past the end). PinHits: if every block

@@ -44,9 +44,13 @@ void ReportError(const absl::Status& status) {
 }
 
 // Logs the stats (nbdkit -v shows them) and rewrites RINGCACHE_STATS_FILE.
+// The log line takes the counters as they are: nbdkit evaluates it with or
+// without -v, and a flush must not wait for background fills and reclaim.
+// The file, which tests and monitors read, waits for them (GetStats), so it
+// is only written when asked for.
 void ReportStats() {
   if (engine == nullptr) return;
-  nbdkit_debug("%s", ringcache::StatsLine(engine->GetStats()).c_str());
+  nbdkit_debug("%s", ringcache::StatsLine(engine->CurrentStats()).c_str());
   if (!stats_file.enabled()) return;
   absl::MutexLock lock(&stats_file_mu);
   // Snapshot under the lock so that the file never goes back in time.
