@@ -128,8 +128,10 @@ int64_t BlockMap::Resize(uint64_t blocks) {
       s.ghosts[idx] = 0;
     }
     if (count > s.states.size()) {
-      s.states.resize(count, 0);
+      // Ghosts first: if the states' allocation then fails (std::bad_alloc
+      // reaches the caller), no index below states.size() is past ghosts.
       s.ghosts.resize(count, 0);
+      s.states.resize(count, 0);
     }
   }
   blocks_ = blocks;

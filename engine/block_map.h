@@ -117,6 +117,8 @@ class BlockMap {
   // vectors never shrink: a request planned before a shrink still indexes
   // valid entries. Callers serialise Resize (Engine::SetSize's mutex).
   // Returns the change in data blocks (zero or negative: the blocks dropped).
+  // Growth allocates, and may throw std::bad_alloc or std::length_error;
+  // then the map still serves the previous size.
   int64_t Resize(uint64_t blocks);
 
  private:

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <exception>
 #include <functional>
 #include <thread>
 
@@ -166,9 +167,24 @@ absl::Status EngineImpl::SetSize(uint64_t size, Backend* origin) {
       size_.store(std::min(size, size_.load()));
       // Only the dropped blocks leave the count: reservations of requests
       // in flight stay in it until those requests give them back.
-      used_blocks_.fetch_add(map_.Resize(blocks));
-      nblocks_.store(blocks);
-      size_.store(size);
+      int64_t dropped = 0;
+      try {
+        dropped = map_.Resize(blocks);
+      } catch (const std::exception& e) {
+        // Growth past what memory holds (2 bytes per block): the map and
+        // the size stay as they were (the vectors only ever grow, and a
+        // shrink allocates nothing).
+        s = absl::ResourceExhaustedError(absl::StrFormat(
+            "ringcache: a disk of %d bytes is %d blocks of %u bytes, and their block map "
+            "(2 bytes per block) does not fit in memory (%s); a larger cache-min-block-size "
+            "needs fewer",
+            size, blocks, bs_, e.what()));
+      }
+      if (s.ok()) {
+        used_blocks_.fetch_add(dropped);
+        nblocks_.store(blocks);
+        size_.store(size);
+      }
     }
     resizes_.fetch_add(1);  // even again
   } else {

@@ -21,6 +21,7 @@
 #include "engine/engine.h"
 #include "engine/errors.h"
 #include "nbdkit_adapter/nbdkit_backend.h"
+#include "nbdkit_adapter/no_throw.h"
 #include "nbdkit_adapter/stats_report.h"
 
 namespace {
@@ -29,6 +30,7 @@ using ringcache::CacheMode;
 using ringcache::Engine;
 using ringcache::ExtentKind;
 using ringcache::NbdkitBackend;
+using ringcache::NoThrow;
 
 // Filled by .config/.config_complete, read-only afterwards.
 ringcache::Config config;
@@ -318,30 +320,30 @@ nbdkit_filter MakeFilter() {
   f.description =
       "A drop-in replacement for nbdkit's cache filter: a block cache in a local "
       "file, driven by io_uring, with parallel requests on different blocks.";
-  f.unload = RingcacheUnload;
-  f.config = RingcacheConfig;
-  f.config_complete = RingcacheConfigComplete;
+  f.unload = NoThrow<RingcacheUnload>::Call;
+  f.config = NoThrow<RingcacheConfig>::Call;
+  f.config_complete = NoThrow<RingcacheConfigComplete>::Call;
   f.config_help = ringcache::ConfigHelp();
-  f.thread_model = RingcacheThreadModel;
-  f.get_ready = RingcacheGetReady;
-  f.prepare = RingcachePrepare;
-  f.finalize = RingcacheFinalize;
-  f.get_size = RingcacheGetSize;
-  f.block_size = RingcacheBlockSize;
-  f.can_flush = RingcacheCanFlush;
-  f.can_trim = RingcacheCanTrim;
-  f.can_zero = RingcacheCanZero;
-  f.can_fast_zero = RingcacheCanFastZero;
-  f.can_fua = RingcacheCanFua;
-  f.can_multi_conn = RingcacheCanMultiConn;
-  f.can_cache = RingcacheCanCache;
-  f.pread = RingcachePread;
-  f.pwrite = RingcachePwrite;
-  f.flush = RingcacheFlush;
-  f.trim = RingcacheTrim;
-  f.zero = RingcacheZero;
-  f.extents = RingcacheExtents;
-  f.cache = RingcacheCache;
+  f.thread_model = NoThrow<RingcacheThreadModel>::Call;
+  f.get_ready = NoThrow<RingcacheGetReady>::Call;
+  f.prepare = NoThrow<RingcachePrepare>::Call;
+  f.finalize = NoThrow<RingcacheFinalize>::Call;
+  f.get_size = NoThrow<RingcacheGetSize>::Call;
+  f.block_size = NoThrow<RingcacheBlockSize>::Call;
+  f.can_flush = NoThrow<RingcacheCanFlush>::Call;
+  f.can_trim = NoThrow<RingcacheCanTrim>::Call;
+  f.can_zero = NoThrow<RingcacheCanZero>::Call;
+  f.can_fast_zero = NoThrow<RingcacheCanFastZero>::Call;
+  f.can_fua = NoThrow<RingcacheCanFua>::Call;
+  f.can_multi_conn = NoThrow<RingcacheCanMultiConn>::Call;
+  f.can_cache = NoThrow<RingcacheCanCache>::Call;
+  f.pread = NoThrow<RingcachePread>::Call;
+  f.pwrite = NoThrow<RingcachePwrite>::Call;
+  f.flush = NoThrow<RingcacheFlush>::Call;
+  f.trim = NoThrow<RingcacheTrim>::Call;
+  f.zero = NoThrow<RingcacheZero>::Call;
+  f.extents = NoThrow<RingcacheExtents>::Call;
+  f.cache = NoThrow<RingcacheCache>::Call;
   return f;
 }
 

@@ -60,4 +60,19 @@ try ok direct-io=true cache-dir="$WORK"
 try ok fill-overflow=skip fill-overflow=write
 # A threshold order that is only checked when cache-max-size is set, as in nbdkit.
 try ok cache-high-threshold=10 cache-low-threshold=50
+
+# A disk whose block map (2 bytes per block) cannot be held in memory: each
+# connection is refused with an error that says why, and the server lives on
+# (a C++ exception reaching nbdkit's C frames used to abort it).
+start_nbdkit huge --filter="$FILTER" null 1E cache-max-size=1G cache-dir="$WORK"
+for i in 1 2; do
+  if nbdinfo --size "$(uri huge)" >"$WORK/huge.out" 2>&1; then
+    fail "a 1E disk was served: $(cat "$WORK/huge.out")"
+  fi
+done
+kill -0 "$(pid_of huge)" 2>/dev/null || fail "nbdkit died on a 1E disk: $(cat "$WORK/huge.log")"
+grep -q "does not fit in memory" "$WORK/huge.log" ||
+  fail "the error for a 1E disk does not say why: $(cat "$WORK/huge.log")"
+echo "refused a 1E disk: $(grep -m1 'does not fit' "$WORK/huge.log")"
+stop_nbdkit huge
 echo PASS
