@@ -23,6 +23,9 @@ struct CacheFaults {
   std::atomic<uint64_t> shortened{0};
   std::atomic<int> error{5 /*EIO*/};
   std::atomic<uint64_t> injected{0};
+  // Not a fault: how many times the count of cached and reserved blocks was
+  // seen over cache-max-size (it never should be, not even for a moment).
+  std::atomic<uint64_t> over_limit_seen{0};
 
   // Returns 0, or the negative errno to complete this op with.
   int Next(bool write) {

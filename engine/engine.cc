@@ -409,8 +409,17 @@ int EngineImpl::OriginZero(Backend& origin, uint32_t count, uint64_t offset, boo
 
 void EngineImpl::SetLimits(uint64_t max_blocks, unsigned high_pct, unsigned low_pct) {
   max_blocks = std::max<uint64_t>(1, max_blocks);
-  high_blocks_.store(std::max<uint64_t>(1, max_blocks * high_pct / 100));
-  low_blocks_.store(max_blocks * low_pct / 100);
+  // nbdkit's filter lets its cache grow past cache-max-size up to a high
+  // threshold over 100. This cache never passes the limit, so it would never
+  // reach such a threshold and, once full, would stay frozen: both
+  // thresholds move down by the excess, keeping the gap between them
+  // (150/120 acts as 100/70).
+  const unsigned excess = high_pct > 100 ? high_pct - 100 : 0;
+  high_pct -= excess;
+  low_pct = low_pct > excess ? low_pct - excess : 0;
+  const uint64_t high = std::max<uint64_t>(1, max_blocks * high_pct / 100);
+  high_blocks_.store(high);
+  low_blocks_.store(std::min(max_blocks * low_pct / 100, high - 1));
   max_blocks_.store(max_blocks);
 }
 

@@ -217,7 +217,14 @@ class EngineImpl {
   // The free list of the slot pool a block's slots come from and go back to:
   // its shard's.
   unsigned SlotHint(uint64_t block) const { return static_cast<unsigned>(block % map_.shard_count()); }
-  void AccountDelta(int delta) { if (delta) used_blocks_.fetch_add(delta, std::memory_order_relaxed); }
+  void AccountDelta(int delta) {
+    if (delta == 0) return;
+    const int64_t now = used_blocks_.fetch_add(delta, std::memory_order_relaxed) + delta;
+    // Never true: the tests' tripwire for a count that would pass the limit.
+    if (delta > 0 && capped() &&
+        now > static_cast<int64_t>(max_blocks_.load(std::memory_order_relaxed)))
+      cache_faults_.over_limit_seen.fetch_add(1, std::memory_order_relaxed);
+  }
   // As AccountDelta, for a block that may hold a reservation: when the block
   // becomes data, the reservation turns into it in the same update (and
   // *reserved is cleared). Adding the block and dropping the reservation one
@@ -235,8 +242,10 @@ class EngineImpl {
   // when dirty victims (which need this request's origin) stand in the way,
   // or the request itself dirtied blocks, reclaims one batch here instead.
   void MaybeReclaim(Backend& origin, bool dirtied);
-  bool AboveHighMark() const;
-  bool AboveLowMark() const;
+  // Reclaim starts once the cache reaches the high mark (as nbdkit's filter
+  // starts at cache-high-threshold percent), and stops at the low mark.
+  bool AboveHighMark() const;  // at or above it
+  bool AboveLowMark() const;   // strictly above it
   void BackgroundReclaim();  // the reclaimer's task
   // One pass, down to the low mark or `max_victims` blocks chosen. Without an
   // origin (the background reclaimer) dirty victims are passed over, and the

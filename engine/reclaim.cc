@@ -20,7 +20,7 @@ constexpr uint64_t kBatch = 64;
 }
 
 bool EngineImpl::AboveHighMark() const {
-  return used_blocks_.load(std::memory_order_relaxed) >
+  return used_blocks_.load(std::memory_order_relaxed) >=
          static_cast<int64_t>(high_blocks_.load(std::memory_order_relaxed));
 }
 
