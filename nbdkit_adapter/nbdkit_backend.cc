@@ -25,13 +25,23 @@ int NbdkitBackend::Pread(void* buf, uint32_t count, uint64_t offset) {
   return ErrnoOf(r, err);
 }
 
+// Write-back runs inside whichever client request needs it (a read that
+// finds only dirty victims, a flush), and that request's connection may be
+// read-only (a plugin whose can_write differs per export): nbdkit asserts
+// that no write goes through such a `next`, so it is refused here instead,
+// and the blocks stay dirty for a connection that can write them (the
+// engine's message then names EROFS, "Read-only file system").
+bool NbdkitBackend::Writable() { return next_->can_write(next_) == 1; }
+
 int NbdkitBackend::Pwrite(const void* buf, uint32_t count, uint64_t offset, bool fua) {
+  if (!Writable()) return EROFS;
   int err = 0;
   int r = next_->pwrite(next_, buf, count, offset, FuaFlag(fua), &err);
   return ErrnoOf(r, err);
 }
 
 int NbdkitBackend::Zero(uint32_t count, uint64_t offset, bool may_trim, bool fua) {
+  if (!Writable()) return EROFS;
   int err = 0;
   uint32_t flags = FuaFlag(fua) | (may_trim ? NBDKIT_FLAG_MAY_TRIM : 0);
   int r = next_->zero(next_, count, offset, flags, &err);
@@ -39,6 +49,7 @@ int NbdkitBackend::Zero(uint32_t count, uint64_t offset, bool may_trim, bool fua
 }
 
 int NbdkitBackend::Trim(uint32_t count, uint64_t offset, bool fua) {
+  if (!Writable()) return EROFS;
   int err = 0;
   int r = next_->trim(next_, count, offset, FuaFlag(fua), &err);
   return ErrnoOf(r, err);

@@ -42,6 +42,8 @@ class NbdkitBackend final : public Backend {
   // (nbdkit asserts that a filter never passes FUA to a `next` whose
   // can_fua is NBDKIT_FUA_NONE; such an origin cannot flush either).
   uint32_t FuaFlag(bool fua);
+  // Whether this connection may write through `next`.
+  bool Writable();
 
   nbdkit_next* next_;
 };
