@@ -400,6 +400,7 @@ struct rc_queue {
   std::vector<Pending> pending;
   std::vector<uint32_t> free_pending;
   bool closing = false;
+  bool in_wait = false;  // in rc_queue_wait or rc_queue_close: done callbacks may run
 
   static void Done(void* user, int err) {
     Pending* p = static_cast<Pending*>(user);
@@ -459,14 +460,27 @@ int rc_queue_pread(rc_queue* q, void* buf, uint32_t count, uint64_t offset, rc_d
 
 int rc_queue_wait(rc_queue* q, unsigned min_complete) {
   if (q == nullptr) return Fail(EINVAL, "rc_queue_wait: queue handle is NULL");
-  return static_cast<int>(q->reads->Wait(min_complete));
+  // A nested wait would run callbacks of the batch the outer one is going
+  // through (each done twice): refused.
+  if (q->in_wait)
+    return Fail(EDEADLK, "rc_queue_wait: called from a done callback of the same queue");
+  q->in_wait = true;
+  const unsigned n = q->reads->Wait(min_complete);
+  q->in_wait = false;
+  return static_cast<int>(n);
 }
 
 unsigned rc_queue_in_flight(rc_queue* q) { return q ? q->reads->in_flight() : 0; }
 
 void rc_queue_close(rc_queue* q) {
   if (q == nullptr) return;
+  if (q->in_wait) {
+    // From a done callback: freeing the queue under the wait that runs it.
+    Fail(EDEADLK, "rc_queue_close: called from a done callback of the same queue: ignored");
+    return;
+  }
   q->closing = true;
+  q->in_wait = true;
   q->reads.reset();  // completes what is in flight
   q->engine->open_queues.fetch_sub(1);
   delete q;

@@ -347,7 +347,9 @@ int rc_queue_pread (rc_queue *q, void *buf, uint32_t count, uint64_t offset,
 /* Submits every queued read, then runs done callbacks of completed reads,
  * sleeping while needed, until at least min_complete have run in this call or
  * no read is in flight; min_complete 0 collects only what is complete now.
- * Returns the number of callbacks run, or -EINVAL (q NULL). */
+ * Returns the number of callbacks run, or -EINVAL (q NULL), or -EDEADLK when
+ * called from a done callback of the same queue (which may queue reads, but
+ * not wait for them or close the queue). */
 int rc_queue_wait (rc_queue *q, unsigned min_complete);
 
 /* The number of reads queued and not yet completed; 0 if q is NULL. */
@@ -356,7 +358,8 @@ unsigned rc_queue_in_flight (rc_queue *q);
 /* Completes every read in flight (their done callbacks run; reads they try to
  * queue fail with -ESHUTDOWN), then frees the queue.  Must be called before
  * rc_engine_close, which fails with -EBUSY while queues are open.  NULL is a
- * no-op. */
+ * no-op; so is a call from a done callback of the same queue (rc_last_error
+ * then says so). */
 void rc_queue_close (rc_queue *q);
 
 /* ---- Stats ----------------------------------------------------------- */

@@ -1051,6 +1051,26 @@ static void queue_chain_done (void *user, int result)
                               queue_chain_done, c), 0);
 }
 
+/* A done callback that tries to wait on, or close, its own queue. */
+typedef struct queue_reenter {
+  rc_queue *q;
+  int wait_result;
+  char wait_message[256];
+  char close_message[256];
+  int calls;
+} queue_reenter;
+
+static void queue_reenter_done (void *user, int result)
+{
+  queue_reenter *r = user;
+  (void) result;
+  r->calls++;
+  r->wait_result = rc_queue_wait (r->q, 1);
+  snprintf (r->wait_message, sizeof r->wait_message, "%s", rc_last_error ());
+  rc_queue_close (r->q);
+  snprintf (r->close_message, sizeof r->close_message, "%s", rc_last_error ());
+}
+
 static void test_queue (void)
 {
   const uint64_t size = 256 * (uint64_t) SLOT;
@@ -1140,6 +1160,20 @@ static void test_queue (void)
   while (rc_queue_in_flight (q) > 0)
     rc_queue_wait (q, 1);
   CHECK_EQ (chain.done, 40);
+
+  /* done may not wait on, or close, its own queue: refused, and the queue
+   * goes on working. */
+  queue_reenter reenter;
+  memset (&reenter, 0, sizeof reenter);
+  reenter.q = q;
+  reenter.wait_result = 1;
+  CHECK_EQ (rc_queue_pread (q, bufs, SLOT, 0, queue_reenter_done, &reenter), 0);
+  CHECK_EQ (rc_queue_wait (q, 1), 1);
+  CHECK_EQ (reenter.calls, 1);
+  CHECK_EQ (reenter.wait_result, -EDEADLK);
+  CHECK (strstr (reenter.wait_message, "done callback") != NULL);
+  CHECK (strstr (reenter.close_message, "ignored") != NULL);
+  CHECK_EQ (rc_queue_in_flight (q), 0);
 
   /* The engine cannot close under an open queue; closing the queue
    * completes what is in flight. */
