@@ -298,7 +298,8 @@ int rc_pwrite(rc_engine* e, const void* buf, uint32_t count, uint64_t offset, ui
 int rc_zero(rc_engine* e, uint32_t count, uint64_t offset, uint32_t flags) {
   int check = CheckRange(e, "rc_zero", nullptr, false, count, offset, flags,
                          RC_FUA | RC_MAY_TRIM | RC_FAST_ZERO, PastEnd::kEnospc);
-  if (check != 0) return check > 0 ? 0 : check;
+  // A fast zero is refused whatever its length, as rc_submit_zero refuses it.
+  if (check < 0 || (check > 0 && !(flags & RC_FAST_ZERO))) return check > 0 ? 0 : check;
   return Guarded<int>("rc_zero", [&] { return DoZero(e, count, offset, flags); });
 }
 

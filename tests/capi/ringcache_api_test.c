@@ -425,6 +425,7 @@ static void test_bad_requests (void)
 
   /* Fast zero is refused. */
   CHECK_EQ (rc_zero (e, 4096, 0, RC_FAST_ZERO), -ENOTSUP);
+  CHECK_EQ (rc_zero (e, 0, 0, RC_FAST_ZERO), -ENOTSUP); /* as rc_submit_zero: whatever the length */
 
   /* count 0 in range is a no-op success, NULL buffer allowed. */
   CHECK_EQ (rc_pread (e, NULL, 0, 0), 0);
