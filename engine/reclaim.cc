@@ -73,7 +73,7 @@ EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victim
   if (!ctx_or.ok()) return pass;
   Ring* ring = (*ctx_or)->ring.get();
   int64_t budget = static_cast<int64_t>(2 * nblocks + kBatch);
-  std::vector<uint64_t> evict, dirty, written;
+  std::vector<uint64_t> evict, dirty, written, clean;
   CounterSlot& counters = Counters();
 
   auto try_evict = [&](uint64_t b) {
@@ -129,9 +129,20 @@ EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victim
     victims += evict.size() + dirty.size();
     if (!dirty.empty()) {
       // Dirty victims: write back first, then evict what is still unused.
+      // No pin is held across the write-back: it may wait for a resize to
+      // finish (size_mu_), and a resize may be waiting for one of these
+      // clean victims (RetireTailBlock pins the old last block).
+      clean.swap(evict);
+      evict.clear();
+      for (uint64_t b : clean) {
+        Shard& s = map_.ShardOf(b);
+        MutexLock lock(&s.mu);
+        s.Unpin(b, PinMode::kExclusive);
+      }
       std::sort(dirty.begin(), dirty.end());
       written.clear();
       WriteBackBlocks(*origin, dirty, /*try_only=*/true, &written);
+      for (uint64_t b : clean) try_evict(b);
       for (uint64_t b : written) try_evict(b);
     }
     // Without slots the victims' space goes back to the file system; with
