@@ -1,5 +1,8 @@
 #include "engine/background_task.h"
 
+#include <cerrno>
+#include <system_error>
+
 namespace ringcache {
 
 BackgroundTask::~BackgroundTask() {
@@ -13,14 +16,27 @@ BackgroundTask::~BackgroundTask() {
 
 void BackgroundTask::Wake() {
   if (pending_.load(std::memory_order_acquire)) return;
-  MutexLock lock(&mu_);
-  if (stop_ || pending_.load(std::memory_order_relaxed)) return;
-  pending_.store(true, std::memory_order_release);
-  if (!started_) {
-    started_ = true;
-    thread_ = std::thread([this] { Loop(); });
+  {
+    MutexLock lock(&mu_);
+    if (stop_ || pending_.load(std::memory_order_relaxed)) return;
+    if (!started_) {
+      try {
+        if (fail_start_ != nullptr && fail_start_->load())
+          throw std::system_error(EAGAIN, std::generic_category(), "thread start (injected)");
+        thread_ = std::thread([this] { Loop(); });
+        started_ = true;
+      } catch (const std::system_error&) {
+      }
+    }
+    if (started_) {
+      pending_.store(true, std::memory_order_release);
+      wake_cv_.Signal();
+      return;
+    }
   }
-  wake_cv_.Signal();
+  // No thread: a pending wake would never be served (and WaitIdle would wait
+  // for it forever), so the caller runs the task.
+  task_();
 }
 
 void BackgroundTask::WaitIdle() {

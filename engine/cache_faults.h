@@ -23,6 +23,9 @@ struct CacheFaults {
   std::atomic<uint64_t> shortened{0};
   std::atomic<int> error{5 /*EIO*/};
   std::atomic<uint64_t> injected{0};
+  // While true, the engine's background threads (fill writer, reclaimer)
+  // fail to start, as std::thread does when the process is out of threads.
+  std::atomic<bool> fail_thread_starts{false};
   // Not a fault: how many times the count of cached and reserved blocks was
   // seen over cache-max-size (it never should be, not even for a moment).
   std::atomic<uint64_t> over_limit_seen{0};

@@ -111,7 +111,8 @@ EngineImpl::EngineImpl(const Config& config, std::unique_ptr<CacheStore> store)
       [this](uint64_t block, int result, bool reserved, uint32_t slot) {
         PublishFill(block, result, reserved, slot);
       });
-  reclaimer_ = std::make_unique<BackgroundTask>([this] { BackgroundReclaim(); });
+  reclaimer_ = std::make_unique<BackgroundTask>([this] { BackgroundReclaim(); },
+                                                &cache_faults_.fail_thread_starts);
   const unsigned depth = config_.queue_depth;
   const int fd = store_->fd();
   CacheFaults* faults = &cache_faults_;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include <cerrno>
+#include <system_error>
 #include <utility>
 
 #include "engine/buffers.h"
@@ -57,27 +58,40 @@ uint8_t* FillWriter::TryAcquireBuffer() {
   return AllocAligned(bs_);
 }
 
-void FillWriter::StartLocked() {
-  if (started_) return;
+bool FillWriter::StartLocked() {
+  if (started_) return true;
+  try {
+    if (faults_ != nullptr && faults_->fail_thread_starts.load())
+      throw std::system_error(EAGAIN, std::generic_category(), "thread start (injected)");
+    thread_ = std::thread([this] { Run(); });
+  } catch (const std::system_error&) {
+    return false;  // out of threads: tried again on the next fill
+  }
   started_ = true;
-  thread_ = std::thread([this] { Run(); });
+  return true;
 }
 
-void FillWriter::Enqueue(uint64_t block, uint64_t pos, uint8_t* buf, uint32_t len, bool reserved,
+bool FillWriter::Enqueue(uint64_t block, uint64_t pos, uint8_t* buf, uint32_t len, bool reserved,
                          uint32_t slot) {
   MutexLock lock(&mu_);
+  if (!StartLocked()) {
+    free_.push_back(buf);
+    return false;
+  }
   queue_.push_back({block, pos, buf, len, reserved, slot});
-  pending_[block] = buf;
+  pending_[block] = {buf, len};
   busy_++;
-  StartLocked();
   work_cv_.Signal();
+  return true;
 }
 
 bool FillWriter::CopyPending(uint64_t block, uint8_t* dst, uint32_t offset, uint32_t len) {
   MutexLock lock(&mu_);
   auto it = pending_.find(block);
-  if (it == pending_.end()) return false;
-  memcpy(dst, it->second + offset, len);
+  // A fill of a different length is of the block as it was before a resize
+  // (its old partial tail): not these bytes.
+  if (it == pending_.end() || uint64_t{offset} + len > it->second.len) return false;
+  memcpy(dst, it->second.buf + offset, len);
   return true;
 }
 

@@ -42,8 +42,11 @@ class FillWriter {
   uint8_t* TryAcquireBuffer();
   // Queues the write of `len` bytes of `buf` (from TryAcquireBuffer) as
   // block `block`, at block position `pos` of the file. Ownership of the pin
-  // and reservation (and its slot) passes to the writer.
-  void Enqueue(uint64_t block, uint64_t pos, uint8_t* buf, uint32_t len, bool reserved,
+  // and reservation (and its slot) passes to the writer. Returns false when
+  // the writer's thread cannot start (out of threads): then nothing is
+  // queued, the buffer goes back, and the pin and reservation stay the
+  // caller's.
+  bool Enqueue(uint64_t block, uint64_t pos, uint8_t* buf, uint32_t len, bool reserved,
                uint32_t slot);
   // Waits until every fill queued so far has been published.
   void WaitIdle();
@@ -63,7 +66,7 @@ class FillWriter {
     uint32_t slot;
   };
   void Run();
-  void StartLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool StartLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const int fd_;
   const uint32_t bs_;
@@ -76,7 +79,11 @@ class FillWriter {
   Mutex mu_;
   CondVar work_cv_, idle_cv_;
   std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<uint64_t, const uint8_t*> pending_ ABSL_GUARDED_BY(mu_);  // block -> buffer
+  struct PendingFill {
+    const uint8_t* buf;
+    uint32_t len;
+  };
+  absl::flat_hash_map<uint64_t, PendingFill> pending_ ABSL_GUARDED_BY(mu_);  // block -> its fill
   std::vector<uint8_t*> free_ ABSL_GUARDED_BY(mu_);
   size_t allocated_ ABSL_GUARDED_BY(mu_) = 0;
   size_t busy_ ABSL_GUARDED_BY(mu_) = 0;  // jobs queued or being written

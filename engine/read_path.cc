@@ -112,8 +112,10 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
       if (cache_misses && !s.CanPin(p.block, PinMode::kExclusive)) {
         misses--;
         // A fill of this block that is still being written to the cache
-        // file: its bytes are in the writer's buffer.
-        if (fill_writer_->CopyPending(p.block, dst, p.begin, p.end - p.begin)) {
+        // file: its bytes are in the writer's buffer (unless a shrink has
+        // dropped the block since: they may be stale now).
+        const bool dropped = !s.dropped.empty() && s.dropped.contains(p.block);
+        if (!dropped && fill_writer_->CopyPending(p.block, dst, p.begin, p.end - p.begin)) {
           hits++;
           p.act = Act::kFromFill;
           break;
@@ -163,7 +165,11 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
       continue;
     }
     memcpy(copy, p.data, p.len);
-    fill_writer_->Enqueue(p.block, p.pos, copy, p.len, p.reserved, p.slot);
+    if (!fill_writer_->Enqueue(p.block, p.pos, copy, p.len, p.reserved, p.slot)) {
+      p.act = Act::kFillSkipped;  // no writer thread: not cached
+      counters.fills_skipped.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
     p.act = Act::kFillAsync;
     p.pinned = false;    // the pin and the reservation now belong to the writer
     p.reserved = false;

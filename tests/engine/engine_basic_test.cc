@@ -97,6 +97,22 @@ class EngineBasic : public ::testing::TestWithParam<std::string> {
   TempDir dir_;
   std::unique_ptr<MemoryBackend> origin_;
   std::unique_ptr<Engine> engine_;
+  // Holds every cache-file write at the fault gate while it lives. A failed
+  // assertion must not leave the fill writer there: the engine's destructor
+  // would wait for it forever.
+  struct WritesHeld {
+    explicit WritesHeld(CacheFaults& f) : faults(f) { faults.HoldWrites(); }
+    ~WritesHeld() { faults.ReleaseWrites(); }
+    CacheFaults& faults;
+  };
+  // Waits (up to 3 s) until a cache write is held at the gate.
+  void WaitForHeldWrite() {
+    CacheFaults& faults = engine_->cache_faults();
+    for (int i = 0; i < 3000 && faults.write_waiters() < 1; i++)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_GE(faults.write_waiters(), 1) << "the fill writer never reached the write gate";
+  }
+
   std::vector<uint8_t> initial_, ref_;
   std::mt19937_64 rng_{42};
   uint32_t B = 0;
@@ -947,17 +963,9 @@ TEST_P(EngineBasic, PublishedFillsNeverTakeTheCacheOverItsSize) {
                                                "cache-low-threshold=90"}));
     ASSERT_EQ(B, 4096u) << "the test counts 4K blocks";
     CacheFaults& faults = engine_->cache_faults();
-    faults.HoldWrites();
-    // A failed assertion must not leave the fill writer at the gate: the
-    // engine's destructor would wait for it forever.
-    struct ReleaseWritesOnExit {
-      CacheFaults& faults;
-      ~ReleaseWritesOnExit() { faults.ReleaseWrites(); }
-    } release_on_exit{faults};
+    WritesHeld held(faults);
     for (uint64_t b = 0; b < 256; b += 16) ASSERT_NO_FATAL_FAILURE(CheckRead(b * B, 16 * B));
-    for (int i = 0; i < 3000 && faults.write_waiters() < 1; i++)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    ASSERT_GE(faults.write_waiters(), 1) << "the fill writer never reached the write gate";
+    ASSERT_NO_FATAL_FAILURE(WaitForHeldWrite());
     std::atomic<bool> stop{false};
     std::vector<std::thread> pollers;
     for (int t = 0; t < 4; t++)
@@ -1054,6 +1062,41 @@ TEST_P(EngineBasic, TrimDropsWholeBlocksAndLeavesTheRestAlone) {
   }
 }
 
+// Out of threads: the fill writer and the reclaimer cannot start (fault
+// hook). Misses are answered and not cached (fills_skipped), prefetches
+// fill the cache anyway (they write through the request's own ring), reclaim
+// runs in the request that wakes it, nothing waits for a thread that does
+// not exist (GetStats returns, writes to the missed blocks go through), and
+// once threads can start again, fills are cached.
+TEST_P(EngineBasic, BackgroundThreadsThatCannotStart) {
+  ASSERT_NO_FATAL_FAILURE(Open(1024 * 4096, {"cache-on-read=true", "cache-max-size=1M"}));
+  ASSERT_EQ(B, 4096u) << "the test counts 4K blocks";
+  CacheFaults& faults = engine_->cache_faults();
+  faults.fail_thread_starts = true;
+  ASSERT_NO_FATAL_FAILURE(CheckRead(0, 64 * B));
+  Stats s = engine_->GetStats();
+  EXPECT_EQ(s.blocks_cached, 0u);
+  EXPECT_EQ(s.fills_skipped, 64u);
+  // Threads can start again: the next misses are cached (the cache is not
+  // full yet, so every miss is admitted).
+  faults.fail_thread_starts = false;
+  ASSERT_NO_FATAL_FAILURE(CheckRead(64 * B, 16 * B));
+  s = engine_->GetStats();
+  EXPECT_EQ(s.blocks_cached, 16u) << "the fill writer did not start once it could";
+  EXPECT_EQ(s.fills_skipped, 64u);
+  // The reclaimer has not started yet (nothing woke it): now it cannot.
+  faults.fail_thread_starts = true;
+  for (uint64_t b = 0; b < 1024; b += 64)
+    ASSERT_EQ(engine_->Prefetch(*origin_, 64 * B, b * B), 0) << LastErrorText();
+  s = engine_->GetStats();
+  EXPECT_GT(s.evictions, 0u) << "reclaim did not run without its thread";
+  EXPECT_LE(s.blocks_cached, 256u);
+  ASSERT_NO_FATAL_FAILURE(Write(5 * B + 3, 70 * B));
+  ASSERT_NO_FATAL_FAILURE(CheckAll());
+  ASSERT_EQ(engine_->Flush(*origin_), 0) << LastErrorText();
+  faults.fail_thread_starts = false;
+}
+
 // CurrentStats (what the filter logs at every flush) does not wait for the
 // fill writer: with every cache write held at the gate it still returns, and
 // the fill in flight is not counted yet; GetStats then counts it.
@@ -1061,15 +1104,9 @@ TEST_P(EngineBasic, CurrentStatsDoNotWaitForFills) {
   if (!writeback()) GTEST_SKIP() << "fills do not depend on the mode";
   ASSERT_NO_FATAL_FAILURE(Open(16 * 4096, {"cache-on-read=true"}));
   CacheFaults& faults = engine_->cache_faults();
-  faults.HoldWrites();
-  struct ReleaseWritesOnExit {
-    CacheFaults& faults;
-    ~ReleaseWritesOnExit() { faults.ReleaseWrites(); }
-  } release_on_exit{faults};
+  WritesHeld held(faults);
   ASSERT_NO_FATAL_FAILURE(CheckRead(0, B));  // answered; its fill waits at the gate
-  for (int i = 0; i < 3000 && faults.write_waiters() < 1; i++)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  ASSERT_GE(faults.write_waiters(), 1) << "the fill writer never reached the write gate";
+  ASSERT_NO_FATAL_FAILURE(WaitForHeldWrite());
   std::promise<Stats> current;
   std::future<Stats> got = current.get_future();
   std::thread t([&] { current.set_value(engine_->CurrentStats()); });
