@@ -119,7 +119,11 @@ void ReadQueue::ToWorkers(uint32_t slot) {
   // Started on first use, by the owner thread (the only one that touches
   // workers_).
   try {
-    while (workers_.size() < worker_count_) workers_.emplace_back([this] { WorkerLoop(); });
+    while (workers_.size() < worker_count_) {
+      if (engine_.cache_faults_.fail_thread_starts.load())  // tests
+        throw std::system_error(EAGAIN, std::generic_category(), "thread start (injected)");
+      workers_.emplace_back([this] { WorkerLoop(); });
+    }
   } catch (const std::system_error&) {
     // Out of threads: make do with those running; with none, serve the
     // read here, synchronously, rather than lose it.
@@ -224,7 +228,11 @@ unsigned ReadQueue::DrainSlowDone() {
 unsigned ReadQueue::Wait(unsigned min_complete) {
   completed_in_call_ = 0;
   for (;;) {
-    DrainSlowDone();
+    // Until none is left: a callback may queue a read that completes with no
+    // wake-up of the eventfd (a zero-length one, or one served here when no
+    // worker can start), and nothing would wake the sleep below for it.
+    while (DrainSlowDone() > 0) {
+    }
     ArmWake();
     // Collect what has completed without entering the kernel. The CQEs are
     // released before any callback runs, as a callback may queue reads.

@@ -5,7 +5,11 @@
 // racing writes from other threads.
 #include "engine/read_queue.h"
 
+#include <unistd.h>
+
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -232,6 +236,47 @@ TEST_P(ReadQueueTest, CallbacksMayQueueReadsAndCloseWaitsForAll) {
 // Reads from queues on several threads while another thread rewrites the
 // same blocks: every block read is one whole version (a read never sees a
 // block half old, half new), and nothing hangs.
+// A callback that queues a zero-length read: that read completes without
+// waking the queue's eventfd, so Wait(2) must collect it before it sleeps
+// (it slept forever). The first read is a miss served in Read() itself, as
+// when no worker thread can start (fault hook), which wakes nothing either.
+struct ZeroLengthChain {
+  ReadQueue* queue;
+  Result first, second;
+};
+
+void QueueZeroLengthRead(void* user, int err) {
+  auto* c = static_cast<ZeroLengthChain*>(user);
+  RecordDone(&c->first, err);
+  EXPECT_EQ(c->queue->Read(nullptr, 0, 0, RecordDone, &c->second), 0);
+}
+
+TEST_P(ReadQueueTest, ZeroLengthReadQueuedByACallbackCompletes) {
+  ASSERT_NO_FATAL_FAILURE(Open(64 * 4096));
+  alignas(4096) static uint8_t buf[4096];
+  ZeroLengthChain chain{queue_.get(), {}, {}};
+  engine_->cache_faults().fail_thread_starts = true;
+  ASSERT_EQ(queue_->Read(buf, 4096, 8 * 4096, QueueZeroLengthRead, &chain), 0);
+  std::atomic<bool> returned{false};
+  std::thread watchdog([&] {
+    for (int i = 0; i < 200 && !returned.load(); i++)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!returned.load()) {
+      fprintf(stderr, "FAIL: Wait(2) still asleep after 20 s with both reads complete\n");
+      _exit(1);
+    }
+  });
+  const unsigned n = queue_->Wait(2);
+  returned = true;
+  watchdog.join();
+  engine_->cache_faults().fail_thread_starts = false;
+  EXPECT_EQ(n, 2u);
+  EXPECT_EQ(chain.first.calls, 1);
+  EXPECT_EQ(chain.first.err, 0);
+  EXPECT_EQ(chain.second.calls, 1);
+  EXPECT_EQ(chain.second.err, 0);
+}
+
 TEST_P(ReadQueueTest, ReadsRacingWritesSeeWholeBlocks) {
   ASSERT_NO_FATAL_FAILURE(Open(32 * 4096, {"cache=writeback", "cache-on-read=true"}));
   alignas(4096) static uint8_t init[32 * 4096];
