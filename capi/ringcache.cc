@@ -471,7 +471,11 @@ int rc_queue_wait(rc_queue* q, unsigned min_complete) {
   return static_cast<int>(n);
 }
 
-unsigned rc_queue_in_flight(rc_queue* q) { return q ? q->reads->in_flight() : 0; }
+unsigned rc_queue_in_flight(rc_queue* q) {
+  // During rc_queue_close, done callbacks run while `reads` is being
+  // destroyed (unique_ptr::reset clears it first).
+  return q && q->reads ? q->reads->in_flight() : 0;
+}
 
 void rc_queue_close(rc_queue* q) {
   if (q == nullptr) return;

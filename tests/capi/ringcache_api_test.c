@@ -1059,6 +1059,7 @@ typedef struct queue_reenter {
   char wait_message[256];
   char close_message[256];
   int calls;
+  unsigned in_flight;
 } queue_reenter;
 
 static void queue_reenter_done (void *user, int result)
@@ -1066,6 +1067,7 @@ static void queue_reenter_done (void *user, int result)
   queue_reenter *r = user;
   (void) result;
   r->calls++;
+  r->in_flight = rc_queue_in_flight (r->q);
   r->wait_result = rc_queue_wait (r->q, 1);
   snprintf (r->wait_message, sizeof r->wait_message, "%s", rc_last_error ());
   rc_queue_close (r->q);
@@ -1182,8 +1184,17 @@ static void test_queue (void)
   CHECK_MSG ("rc_queue_close");
   reads[1].calls = 0;
   CHECK_EQ (rc_queue_pread (q, bufs, SLOT, SLOT, queue_read_done, &reads[1]), 0);
+  /* A callback run by rc_queue_close itself: it may ask how many reads are
+   * in flight, and its wait and close are refused as above. */
+  memset (&reenter, 0, sizeof reenter);
+  reenter.q = q;
+  reenter.in_flight = 99;
+  CHECK_EQ (rc_queue_pread (q, bufs + SLOT, SLOT, 2 * SLOT, queue_reenter_done, &reenter), 0);
   rc_queue_close (q);
   CHECK_EQ (reads[1].calls, 1);
+  CHECK_EQ (reenter.calls, 1);
+  CHECK (reenter.in_flight <= 1);
+  CHECK_EQ (reenter.wait_result, -EDEADLK);
   rc_queue_close (NULL);
   CHECK_EQ (rc_engine_close (e), 0);
   CHECK (mem_equals (m, model));
