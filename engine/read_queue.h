@@ -76,7 +76,8 @@ class ReadQueue {
   // Submits what is queued, then runs callbacks of completed reads until at
   // least `min_complete` have run in this call (fewer if fewer are in
   // flight); 0 only submits and collects what is already complete. Returns
-  // the number of callbacks run.
+  // the number of callbacks run. A callback may call Read, but must not call
+  // Wait or destroy the queue (the C API refuses both, see rc_queue_wait).
   unsigned Wait(unsigned min_complete);
 
   unsigned in_flight() const { return in_flight_; }
