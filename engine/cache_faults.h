@@ -27,7 +27,8 @@ struct CacheFaults {
   // fail to start, as std::thread does when the process is out of threads.
   std::atomic<bool> fail_thread_starts{false};
   // Not a fault: how many times the count of cached and reserved blocks was
-  // seen over cache-max-size (it never should be, not even for a moment).
+  // seen over cache-max-size (it never should be, not even for a moment;
+  // under a limit learnt from ENOSPC, fills in flight may land over it).
   std::atomic<uint64_t> over_limit_seen{0};
 
   // Returns 0, or the negative errno to complete this op with.

@@ -220,7 +220,9 @@ class EngineImpl {
   void AccountDelta(int delta) {
     if (delta == 0) return;
     const int64_t now = used_blocks_.fetch_add(delta, std::memory_order_relaxed) + delta;
-    // Never true: the tests' tripwire for a count that would pass the limit.
+    // The tests' tripwire for a count that passes cache-max-size (never
+    // true). Under a limit learnt from ENOSPC it can be: fills in flight
+    // land on top of the count the limit was set at.
     if (delta > 0 && capped() &&
         now > static_cast<int64_t>(max_blocks_.load(std::memory_order_relaxed)))
       cache_faults_.over_limit_seen.fetch_add(1, std::memory_order_relaxed);
