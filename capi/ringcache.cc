@@ -83,6 +83,8 @@ void ClearEngineError() {
 }
 
 int StatusToErrno(const absl::Status& status) {
+  // A failed system call's own errno, where the engine kept it.
+  if (int err = ringcache::ErrnoOf(status)) return err;
   switch (status.code()) {
     case absl::StatusCode::kOk: return 0;
     case absl::StatusCode::kInvalidArgument:

@@ -200,7 +200,8 @@ const char *rc_config_help (void);
  *            key is unknown, its value is bad, or the values conflict; the
  *            message names the key.
  *   -ENOSYS  io_uring cannot be used here (old kernel, disabled by sysctl).
- *   other    creating the cache file failed (-ENOENT, -EACCES, ...), or
+ *   other    creating the cache file failed: the system call's errno
+ *            (-ENOENT, -EACCES, -EMFILE, -EROFS, ...); or
  *            origin->get_size failed (its errno).
  * Thread-safe. */
 int rc_engine_open (const char *const *params, const rc_origin *origin,

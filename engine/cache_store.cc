@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "engine/errors.h"
 
 namespace ringcache {
 
@@ -18,10 +19,13 @@ absl::StatusOr<std::unique_ptr<CacheStore>> CacheStore::Open(const std::string& 
                                                              uint32_t min_block_size,
                                                              bool direct_io) {
   struct stat st;
-  if (stat(dir.c_str(), &st) == -1)
-    return absl::NotFoundError(
-        absl::StrFormat("cache directory (cache-dir, else $TMPDIR, else /var/tmp) %s: %s", dir,
-                        strerror(errno)));
+  if (stat(dir.c_str(), &st) == -1) {
+    const int err = errno;
+    return WithErrno(absl::NotFoundError(absl::StrFormat(
+                         "cache directory (cache-dir, else $TMPDIR, else /var/tmp) %s: %s", dir,
+                         strerror(err))),
+                     err);
+  }
   if (!S_ISDIR(st.st_mode))
     return absl::InvalidArgumentError(absl::StrFormat("cache directory (cache-dir, else $TMPDIR, else /var/tmp) %s: not a directory", dir));
 
@@ -52,8 +56,9 @@ absl::StatusOr<std::unique_ptr<CacheStore>> CacheStore::Open(const std::string& 
     if (direct_io && err == EINVAL)
       return absl::InvalidArgumentError(absl::StrFormat(
           "direct-io=true: the filesystem of %s does not support O_DIRECT", dir));
-    return absl::PermissionDeniedError(
-        absl::StrFormat("cannot create the cache file in %s: %s", dir, strerror(err)));
+    return WithErrno(absl::PermissionDeniedError(absl::StrFormat(
+                         "cannot create the cache file in %s: %s", dir, strerror(err))),
+                     err);
   }
 
   struct statfs fs;

@@ -1,6 +1,10 @@
 #include "engine/errors.h"
 
+#include <string>
 #include <utility>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 
 namespace ringcache {
 
@@ -11,5 +15,21 @@ thread_local std::string last_error;
 const std::string& LastError() { return last_error; }
 
 void SetLastError(std::string message) { last_error = std::move(message); }
+
+namespace {
+constexpr char kErrnoPayload[] = "ringcache.errno";
+}
+
+absl::Status WithErrno(absl::Status status, int err) {
+  if (!status.ok() && err > 0) status.SetPayload(kErrnoPayload, absl::Cord(std::to_string(err)));
+  return status;
+}
+
+int ErrnoOf(const absl::Status& status) {
+  auto payload = status.GetPayload(kErrnoPayload);
+  if (!payload) return 0;
+  int err = 0;
+  return absl::SimpleAtoi(std::string(*payload), &err) && err > 0 ? err : 0;
+}
 
 }  // namespace ringcache

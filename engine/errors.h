@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 
 namespace ringcache {
@@ -17,6 +18,13 @@ int Fail(int err, const absl::FormatSpec<Args...>& format, const Args&... args) 
   SetLastError(absl::StrFormat(format, args...));
   return err;
 }
+
+// A status that also carries the errno behind it (a failed system call),
+// so that the C API can return that errno exactly rather than one mapped
+// from the status code.
+absl::Status WithErrno(absl::Status status, int err);
+// The errno carried by WithErrno, or 0.
+int ErrnoOf(const absl::Status& status);
 
 }  // namespace ringcache
 

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -332,6 +333,27 @@ static void test_open_errors (void)
     CHECK (r < 0);
     CHECK (e == NULL);
     CHECK_MSG ("/nonexistent/ringcache-test-dir");
+    CHECK_EQ (r, -ENOENT);
+  }
+
+  /* A failed system call's own errno comes back, not one mapped from a
+   * category: out of file descriptors, creating the cache file fails with
+   * -EMFILE. */
+  {
+    struct rlimit saved, low;
+    CHECK_EQ (getrlimit (RLIMIT_NOFILE, &saved), 0);
+    int fd = dup (0), lowest = fd;  /* the lowest free descriptor now */
+    if (fd >= 0) close (fd);
+    low = saved;
+    low.rlim_cur = (rlim_t) lowest;  /* no descriptor can be opened */
+    CHECK_EQ (setrlimit (RLIMIT_NOFILE, &low), 0);
+    rc_engine *e = NULL;
+    int r = rc_engine_open (NULL, &o, &e);
+    CHECK_EQ (setrlimit (RLIMIT_NOFILE, &saved), 0);
+    CHECK_EQ (r, -EMFILE);
+    CHECK (e == NULL);
+    CHECK_MSG ("cache file");
+    if (e) rc_engine_close (e);
   }
 
   /* get_size failing: its errno passes through. */
