@@ -1,7 +1,8 @@
 #include "engine/background_task.h"
 
-#include <cerrno>
 #include <system_error>
+
+#include "engine/start_thread.h"
 
 namespace ringcache {
 
@@ -21,9 +22,7 @@ void BackgroundTask::Wake() {
     if (stop_ || pending_.load(std::memory_order_relaxed)) return;
     if (!started_) {
       try {
-        if (fail_start_ != nullptr && fail_start_->load())
-          throw std::system_error(EAGAIN, std::generic_category(), "thread start (injected)");
-        thread_ = std::thread([this] { Loop(); });
+        thread_ = StartThread(fail_start_, [this] { Loop(); });
         started_ = true;
       } catch (const std::system_error&) {
       }

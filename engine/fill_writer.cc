@@ -8,6 +8,7 @@
 
 #include "engine/buffers.h"
 #include "engine/cache_store.h"
+#include "engine/start_thread.h"
 
 namespace ringcache {
 
@@ -61,9 +62,7 @@ uint8_t* FillWriter::TryAcquireBuffer() {
 bool FillWriter::StartLocked() {
   if (started_) return true;
   try {
-    if (faults_ != nullptr && faults_->fail_thread_starts.load())
-      throw std::system_error(EAGAIN, std::generic_category(), "thread start (injected)");
-    thread_ = std::thread([this] { Run(); });
+    thread_ = StartThread(faults_ ? &faults_->fail_thread_starts : nullptr, [this] { Run(); });
   } catch (const std::system_error&) {
     return false;  // out of threads: tried again on the next fill
   }

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "engine/engine_impl.h"
 #include "engine/errors.h"
+#include "engine/start_thread.h"
 
 namespace ringcache {
 
@@ -119,11 +120,9 @@ void ReadQueue::ToWorkers(uint32_t slot) {
   // Started on first use, by the owner thread (the only one that touches
   // workers_).
   try {
-    while (workers_.size() < worker_count_) {
-      if (engine_.cache_faults_.fail_thread_starts.load())  // tests
-        throw std::system_error(EAGAIN, std::generic_category(), "thread start (injected)");
-      workers_.emplace_back([this] { WorkerLoop(); });
-    }
+    while (workers_.size() < worker_count_)
+      workers_.push_back(
+          StartThread(&engine_.cache_faults_.fail_thread_starts, [this] { WorkerLoop(); }));
   } catch (const std::system_error&) {
     // Out of threads: make do with those running; with none, serve the
     // read here, synchronously, rather than lose it.
