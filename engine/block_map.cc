@@ -6,7 +6,7 @@
 namespace ringcache {
 
 int Shard::Set(uint64_t block, uint64_t index, uint8_t state, uint32_t* slot) {
-  if (state != 0 && !dropped.empty() && dropped.contains(block)) return 0;
+  if (state != 0 && IsDropped(block)) return 0;
   uint8_t old = states[index];
   states[index] = state;
   if (state & kCached) ghosts[index] = 0;

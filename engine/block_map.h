@@ -77,6 +77,9 @@ struct alignas(64) Shard {
   // Resize's drop of a block past the end: its state goes to 0, and if it is
   // pinned it becomes dropped. Returns the change in data blocks.
   int Drop(uint64_t block, uint64_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  bool IsDropped(uint64_t block) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return !dropped.empty() && dropped.contains(block);
+  }
   // The slot of a data block (with slots), else kNoSlot.
   uint32_t SlotOf(uint64_t block) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     auto it = slots.find(block);

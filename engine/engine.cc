@@ -434,8 +434,8 @@ void EngineImpl::OnCacheFull() {
 bool EngineImpl::Reserve(BlockPlan& p) {
   if (!capped()) return true;
   // Never past the maximum, not even for a moment: a reservation taken and
-  // handed back would show a full cache over its size to a concurrent
-  // AboveHighMark, which at a 100% high mark starts a needless pass.
+  // handed back would show a concurrent reader of the count (AtHighMark,
+  // Reserve itself) a cache over its size.
   const int64_t max = static_cast<int64_t>(max_blocks_.load(std::memory_order_relaxed));
   int64_t used = used_blocks_.load(std::memory_order_relaxed);
   do {
@@ -495,7 +495,7 @@ void EngineImpl::PublishFill(uint64_t block, int result, bool reserved, uint32_t
   }
   if (reserved) Unreserve(block, &slot);
   // A pass that ran while this block was pinned may have stopped short.
-  if (capped() && AboveHighMark()) reclaimer_->Wake();
+  if (capped() && AtHighMark()) reclaimer_->Wake();
 }
 
 Stats EngineImpl::GetStats() const {

@@ -246,8 +246,8 @@ class EngineImpl {
   void MaybeReclaim(Backend& origin, bool dirtied);
   // Reclaim starts once the cache reaches the high mark (as nbdkit's filter
   // starts at cache-high-threshold percent), and stops at the low mark.
-  bool AboveHighMark() const;  // at or above it
-  bool AboveLowMark() const;   // strictly above it
+  bool AtHighMark() const;    // at or above it
+  bool AboveLowMark() const;  // strictly above it
   void BackgroundReclaim();  // the reclaimer's task
   // One pass, down to the low mark or `max_victims` blocks chosen. Without an
   // origin (the background reclaimer) dirty victims are passed over, and the

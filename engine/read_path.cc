@@ -114,8 +114,7 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
         // A fill of this block that is still being written to the cache
         // file: its bytes are in the writer's buffer (unless a shrink has
         // dropped the block since: they may be stale now).
-        const bool dropped = !s.dropped.empty() && s.dropped.contains(p.block);
-        if (!dropped && fill_writer_->CopyPending(p.block, dst, p.begin, p.end - p.begin)) {
+        if (!s.IsDropped(p.block) && fill_writer_->CopyPending(p.block, dst, p.begin, p.end - p.begin)) {
           hits++;
           p.act = Act::kFromFill;
           break;

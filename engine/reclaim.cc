@@ -19,7 +19,7 @@ namespace {
 constexpr uint64_t kBatch = 64;
 }
 
-bool EngineImpl::AboveHighMark() const {
+bool EngineImpl::AtHighMark() const {
   return used_blocks_.load(std::memory_order_relaxed) >=
          static_cast<int64_t>(high_blocks_.load(std::memory_order_relaxed));
 }
@@ -37,8 +37,8 @@ void EngineImpl::MaybeReclaim(Backend& origin, bool dirtied) {
   // no single request carries a whole pass of origin writes. The first batch
   // that meets no dirty victim hands reclaim back to the background thread.
   const bool handed = reclaim_needs_origin_.load(std::memory_order_relaxed);
-  if (!handed && !(dirtied && AboveHighMark())) {
-    if (AboveHighMark()) reclaimer_->Wake();
+  if (!handed && !(dirtied && AtHighMark())) {
+    if (AtHighMark()) reclaimer_->Wake();
     return;
   }
   if (reclaiming_.exchange(true)) return;
@@ -46,11 +46,11 @@ void EngineImpl::MaybeReclaim(Backend& origin, bool dirtied) {
   if (AboveLowMark()) needs_origin = Reclaim(&origin, kBatch).met_dirty && AboveLowMark();
   reclaim_needs_origin_.store(needs_origin, std::memory_order_relaxed);
   reclaiming_.store(false);
-  if (!needs_origin && AboveHighMark()) reclaimer_->Wake();
+  if (!needs_origin && AtHighMark()) reclaimer_->Wake();
 }
 
 void EngineImpl::BackgroundReclaim() {
-  if (!AboveHighMark() || reclaiming_.exchange(true)) return;
+  if (!AtHighMark() || reclaiming_.exchange(true)) return;
   // A pass can end above the high mark when the blocks it met were in use
   // (pinned, or referenced again meanwhile); go on while passes make progress
   // rather than wait for the next request to wake the reclaimer.
@@ -60,7 +60,7 @@ void EngineImpl::BackgroundReclaim() {
       reclaim_needs_origin_.store(true, std::memory_order_relaxed);
       break;
     }
-    if (pass.evicted == 0 || !AboveHighMark()) break;
+    if (pass.evicted == 0 || !AtHighMark()) break;
   }
   reclaiming_.store(false);
 }
