@@ -30,6 +30,8 @@ using testing_util::FirstDifference;
 using testing_util::OpenEngine;
 using testing_util::RandomBytes;
 using testing_util::TempDir;
+using testing_util::WaitForHeldWrite;
+using testing_util::WritesHeld;
 
 class EngineBasic : public ::testing::TestWithParam<std::string> {
  protected:
@@ -97,22 +99,6 @@ class EngineBasic : public ::testing::TestWithParam<std::string> {
   TempDir dir_;
   std::unique_ptr<MemoryBackend> origin_;
   std::unique_ptr<Engine> engine_;
-  // Holds every cache-file write at the fault gate while it lives. A failed
-  // assertion must not leave the fill writer there: the engine's destructor
-  // would wait for it forever.
-  struct WritesHeld {
-    explicit WritesHeld(CacheFaults& f) : faults(f) { faults.HoldWrites(); }
-    ~WritesHeld() { faults.ReleaseWrites(); }
-    CacheFaults& faults;
-  };
-  // Waits (up to 3 s) until a cache write is held at the gate.
-  void WaitForHeldWrite() {
-    CacheFaults& faults = engine_->cache_faults();
-    for (int i = 0; i < 3000 && faults.write_waiters() < 1; i++)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    ASSERT_GE(faults.write_waiters(), 1) << "the fill writer never reached the write gate";
-  }
-
   std::vector<uint8_t> initial_, ref_;
   std::mt19937_64 rng_{42};
   uint32_t B = 0;
@@ -965,7 +951,7 @@ TEST_P(EngineBasic, PublishedFillsNeverTakeTheCacheOverItsSize) {
     CacheFaults& faults = engine_->cache_faults();
     WritesHeld held(faults);
     for (uint64_t b = 0; b < 256; b += 16) ASSERT_NO_FATAL_FAILURE(CheckRead(b * B, 16 * B));
-    ASSERT_NO_FATAL_FAILURE(WaitForHeldWrite());
+    ASSERT_TRUE(WaitForHeldWrite(faults, 3000)) << "the fill writer never reached the write gate";
     std::atomic<bool> stop{false};
     std::vector<std::thread> pollers;
     for (int t = 0; t < 4; t++)
@@ -1106,7 +1092,7 @@ TEST_P(EngineBasic, CurrentStatsDoNotWaitForFills) {
   CacheFaults& faults = engine_->cache_faults();
   WritesHeld held(faults);
   ASSERT_NO_FATAL_FAILURE(CheckRead(0, B));  // answered; its fill waits at the gate
-  ASSERT_NO_FATAL_FAILURE(WaitForHeldWrite());
+  ASSERT_TRUE(WaitForHeldWrite(faults, 3000)) << "the fill writer never reached the write gate";
   std::promise<Stats> current;
   std::future<Stats> got = current.get_future();
   std::thread t([&] { current.set_value(engine_->CurrentStats()); });

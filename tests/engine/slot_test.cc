@@ -34,6 +34,7 @@ using testing_util::FirstDifference;
 using testing_util::OpenEngine;
 using testing_util::RandomBytes;
 using testing_util::TempDir;
+using testing_util::WaitForHeldWrite;
 
 constexpr uint32_t B = 4096;
 constexpr uint64_t kCacheBlocks = 256;  // cache-max-size=1M
@@ -90,9 +91,8 @@ class SlotTest : public ::testing::TestWithParam<std::string> {
     std::thread t([this, block, data, result] {
       *result = engine_->Write(*origin_, data->data(), B, block * B, 0);
     });
-    for (int i = 0; i < 5000 && engine_->cache_faults().write_waiters() < 1; i++)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    EXPECT_GE(engine_->cache_faults().write_waiters(), 1) << "the write never reached the gate";
+    EXPECT_TRUE(WaitForHeldWrite(engine_->cache_faults(), 5000))
+        << "the write never reached the gate";
     return t;
   }
 

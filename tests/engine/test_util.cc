@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "absl/strings/match.h"
 
@@ -102,6 +103,12 @@ int64_t FirstDifference(const uint8_t* a, const uint8_t* b, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (a[i] != b[i]) return static_cast<int64_t>(i);
   return -1;
+}
+
+bool WaitForHeldWrite(CacheFaults& faults, int timeout_ms) {
+  for (int i = 0; i < timeout_ms && faults.write_waiters() < 1; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return faults.write_waiters() >= 1;
 }
 
 }  // namespace testing_util

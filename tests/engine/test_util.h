@@ -62,6 +62,24 @@ std::vector<uint8_t> RandomBytes(std::mt19937_64& rng, size_t n);
 // Index of the first differing byte of a and b from `offset` on, or -1.
 int64_t FirstDifference(const uint8_t* a, const uint8_t* b, size_t n);
 
+// Holds every cache-file write at the fault gate while it lives. A failed
+// assertion must not leave the fill writer there: the engine's destructor
+// would wait for it forever.
+class WritesHeld {
+ public:
+  explicit WritesHeld(CacheFaults& faults) : faults_(faults) { faults_.HoldWrites(); }
+  ~WritesHeld() { faults_.ReleaseWrites(); }
+  WritesHeld(const WritesHeld&) = delete;
+  WritesHeld& operator=(const WritesHeld&) = delete;
+
+ private:
+  CacheFaults& faults_;
+};
+
+// Waits up to `timeout_ms` until a cache write is held at the gate; returns
+// whether one is.
+bool WaitForHeldWrite(CacheFaults& faults, int timeout_ms);
+
 }  // namespace testing_util
 }  // namespace ringcache
 
