@@ -29,7 +29,9 @@ absl::StatusOr<std::unique_ptr<CacheStore>> CacheStore::Open(const std::string& 
   if (!S_ISDIR(st.st_mode))
     return absl::InvalidArgumentError(absl::StrFormat("cache directory (cache-dir, else $TMPDIR, else /var/tmp) %s: not a directory", dir));
 
-  int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (direct_io ? O_DIRECT : 0);
+  // No O_NOFOLLOW: with O_TMPFILE it would refuse a directory reached through a
+  // symlink (ENOTDIR), and a file with no name has no link to follow.
+  int flags = O_RDWR | O_CLOEXEC | (direct_io ? O_DIRECT : 0);
   int fd = open(dir.c_str(), flags | O_TMPFILE | O_EXCL, 0600);
   if (fd == -1 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
     // No O_TMPFILE here: a random name, created exclusively, unlinked at once.

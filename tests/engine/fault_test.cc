@@ -502,6 +502,21 @@ TEST(CacheDir, CacheDirThatIsAFileIsAnOpenErrorNamingIt) {
   EXPECT_TRUE(absl::StrContains(engine.status().message(), file)) << engine.status();
 }
 
+// A cache directory reached through a symlink (TMPDIR=/scratch with
+// /scratch -> /mnt/nvme/tmp) works, as it does for nbdkit's filter.
+TEST(CacheDir, CacheDirThatIsASymlinkToADirectoryWorks) {
+  TempDir dir;
+  const std::string real = dir.path() + "/real";
+  const std::string link = dir.path() + "/link";
+  ASSERT_EQ(mkdir(real.c_str(), 0700), 0);
+  ASSERT_EQ(symlink(real.c_str(), link.c_str()), 0);
+  MemoryBackend origin(1 << 20);
+  auto engine = OpenEngine({"cache-min-block-size=4K"}, origin, link);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  std::vector<uint8_t> buf(4096);
+  EXPECT_EQ((*engine)->Read(origin, buf.data(), buf.size(), 0), 0);
+}
+
 // The cache file is private: mode 0600, no name (O_TMPFILE or unlinked), so
 // no other user can open it or pre-create its path.
 TEST(CacheDir, CacheFileIsPrivateAndNameless) {
