@@ -30,11 +30,8 @@ case "$ROW" in
   reclaim) ORIGIN=(pattern size=1G); CACHE_PARAMS=(cache=writeback cache-on-read=true cache-max-size=256M); BS=64k ;;
   *) echo "usage: bench/cpu_share.sh warm|reclaim" >&2; exit 2 ;;
 esac
-if ! command -v perf >/dev/null || ! perf --version >/dev/null 2>&1; then
-  [ "$(id -u)" = 0 ] || { echo "cpu_share.sh: perf not found; install linux-perf" >&2; exit 1; }
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null
-fi
-bash scripts/setup.sh
+bash scripts/setup.sh linux-perf
+perf --version >/dev/null 2>&1 || { echo "cpu_share.sh: perf does not run (linux-perf is installed)" >&2; exit 1; }
 
 if [ "${BUILD:-1}" != 0 ] && [[ " $VARIANTS " == *" ringcache "* ]]; then
   bazel build //nbdkit_adapter:nbdkit-ringcache-filter.so

@@ -24,8 +24,14 @@ done
 step() { printf '\n== %s\n' "$*"; }
 
 step "build the filter"
-bazel build --noshow_progress //nbdkit_adapter:nbdkit-ringcache-filter.so 2>&1 | grep -v linux-sandbox | tail -n 2
 demo="$(mktemp -d /tmp/ringcache-demo.XXXXXX)"
+if ! bazel build --noshow_progress //nbdkit_adapter:nbdkit-ringcache-filter.so >"$demo/build.log" 2>&1; then
+  grep -v linux-sandbox "$demo/build.log" >&2
+  echo "demo: the filter did not build (bazel's output above)" >&2
+  rm -rf "$demo"
+  exit 1
+fi
+grep -v linux-sandbox "$demo/build.log" | tail -n 2
 # A private copy: bazel-bin is a symlink that later builds may repoint.
 cp bazel-bin/nbdkit_adapter/nbdkit-ringcache-filter.so "$demo/"
 filter="$demo/nbdkit-ringcache-filter.so"
@@ -35,12 +41,16 @@ stats="$demo/ringcache.stats"
 uri="nbd+unix:///?socket=$sock"
 
 pid=""
+origin_pid=""
+stop_server() {   # PID
+  kill "$1" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
+  kill -9 "$1" 2>/dev/null || true
+}
 cleanup() {
-  if [[ -n "$pid" && -z "${DEMO_KEEP:-}" ]]; then
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
+  # The origin-only server is never kept: nothing points to it afterwards.
+  if [[ -n "$origin_pid" ]]; then stop_server "$origin_pid"; fi
+  if [[ -n "$pid" && -z "${DEMO_KEEP:-}" ]]; then stop_server "$pid"; fi
   if [[ -z "${DEMO_KEEP:-}" ]]; then rm -rf "$demo"; fi
 }
 trap cleanup EXIT
@@ -119,10 +129,12 @@ step "for comparison: the slow origin alone (no cache), random 4K reads, 5 s"
 RINGCACHE_STATS_FILE= nbdkit -U "$demo/origin.sock" -P "$demo/origin.pid" --filter=delay \
   file "$demo/disk.img" rdelay="$delay" wdelay="$delay"
 for _ in $(seq 200); do [[ -s "$demo/origin.pid" ]] && break; sleep 0.05; done
+origin_pid="$(cat "$demo/origin.pid")"
 fio --name=origin --ioengine=nbd --uri="nbd+unix:///?socket=$demo/origin.sock" --group_reporting \
   --rw=randread --bs=4k --iodepth=16 --numjobs=$jobs --size="$bytes" --time_based --runtime=5 \
   --output-format=json --output="$demo/origin.json"
-kill "$(cat "$demo/origin.pid")"
+stop_server "$origin_pid"
+origin_pid=""
 /usr/bin/python3 -c '
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]["read"]

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The one place that installs what ringcache needs (Debian 12, as root).
 # Idempotent and quiet: installs only missing packages; fails loudly.
+# Extra packages to install may be named as arguments (bench/cpu_share.sh
+# asks for linux-perf this way).
 set -euo pipefail
 
 packages=(
@@ -9,6 +11,7 @@ packages=(
   clang libclang-rt-14-dev
   nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd fio qemu-utils
   gnuplot-nox util-linux e2fsprogs procps
+  "$@"
 )
 
 missing=()

@@ -88,7 +88,7 @@ case "$cmd" in
   test)
     seconds="${1:-${RINGCACHE_FUZZ_SECONDS:-}}"
     if [[ -z "$seconds" ]]; then
-      if [[ -n "${RINGCACHE_LONG:-}" ]]; then seconds=600; else seconds=40; fi
+      if [[ "${RINGCACHE_LONG:-}" == 1 ]]; then seconds=600; else seconds=40; fi
     fi
     build
     work="$(mktemp -d "${TEST_TMPDIR:-${TMPDIR:-/tmp}}/capi-fuzz.XXXXXX")"

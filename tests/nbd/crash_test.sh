@@ -16,7 +16,7 @@ source "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
 WRITERS="$TESTS_DIR/crash_writers.py"
 rounds="${RINGCACHE_CRASH_ROUNDS:-}"
-[[ -n "$rounds" ]] || { [[ -n "${RINGCACHE_LONG:-}" ]] && rounds=10 || rounds=1; }
+[[ -n "$rounds" ]] || { [[ "${RINGCACHE_LONG:-}" == 1 ]] && rounds=10 || rounds=1; }
 
 # Lines of the log that start with $2.
 count_lines() {

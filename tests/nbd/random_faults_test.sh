@@ -10,7 +10,7 @@ source "$(dirname "$0")/lib.sh"
 
 M=$((1024 * 1024))
 OPS=1500
-[[ -n "${RINGCACHE_LONG:-}" ]] && OPS=15000
+[[ "${RINGCACHE_LONG:-}" == 1 ]] && OPS=15000
 for mode in writeback writethrough unsafe; do
   for extra in "" "cache-max-size=1M"; do
     name="rf-$mode${extra:+-max}"
