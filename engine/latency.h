@@ -93,10 +93,19 @@ inline uint64_t MonotonicNanos() {
 
 namespace latency_internal {
 inline thread_local uint64_t next_start_ns = 0;
-}
 
-// While one exists, the timed engine calls on this thread measure from
-// `start_ns` instead of from their own start: a request that waited in a
+// The override's start for the first timed call, else now. Taken once: a
+// call nested inside that one (an origin callback reading another engine)
+// is timed from its own start.
+inline uint64_t TakeStart() {
+  const uint64_t start = next_start_ns;
+  next_start_ns = 0;
+  return start ? start : MonotonicNanos();
+}
+}  // namespace latency_internal
+
+// While one exists, the first timed engine call on this thread measures from
+// `start_ns` instead of from its own start: a request that waited in a
 // queue (the C API's rc_submit_*) counts that wait too.
 class LatencyStartOverride {
  public:
@@ -111,9 +120,7 @@ class LatencyStartOverride {
 class ScopedLatency {
  public:
   explicit ScopedLatency(LatencyRecorder& recorder)
-      : recorder_(recorder),
-        start_ns_(latency_internal::next_start_ns ? latency_internal::next_start_ns
-                                                  : MonotonicNanos()) {}
+      : recorder_(recorder), start_ns_(latency_internal::TakeStart()) {}
   ~ScopedLatency() { recorder_.Record(MonotonicNanos() - start_ns_); }
 
   ScopedLatency(const ScopedLatency&) = delete;

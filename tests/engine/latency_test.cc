@@ -123,6 +123,23 @@ TEST(LatencyHistogram, ConcurrentRecordsAreAllCounted) {
   EXPECT_EQ(h.max_us, 3999u);
 }
 
+// A queued request's override times its own call from the submission; a
+// call nested in it (an origin callback reading another engine) is timed
+// from its own start, not from that submission.
+TEST(LatencyHistogram, StartOverrideTimesOnlyTheFirstCall) {
+  constexpr uint64_t kQueuedFor = 100ull * 1000 * 1000 * 1000;  // 100 s ago
+  LatencyRecorder outer, nested, after;
+  {
+    LatencyStartOverride from_submission(MonotonicNanos() - kQueuedFor);
+    ScopedLatency outer_call(outer);
+    { ScopedLatency nested_call(nested); }
+  }
+  { ScopedLatency later_call(after); }
+  EXPECT_GE(Snapshot(outer).max_us, kQueuedFor / 1000);
+  EXPECT_LT(Snapshot(nested).max_us, kQueuedFor / 1000);
+  EXPECT_LT(Snapshot(after).max_us, kQueuedFor / 1000);
+}
+
 TEST(LatencyHistogram, OpNames) {
   EXPECT_STREQ(LatencyOpName(LatencyOp::kRead), "read");
   EXPECT_STREQ(LatencyOpName(LatencyOp::kWrite), "write");
