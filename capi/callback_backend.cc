@@ -19,12 +19,15 @@ bool Covers(uint32_t struct_size, size_t offset, size_t size) {
   return struct_size >= offset + size;
 }
 
+// Linux errnos are 1..4095; a callback's value outside that is no errno.
+constexpr int64_t kMaxErrno = 4095;
+
 // A callback's result (0 or -errno) as the engine's (0 or positive errno),
 // with a message when it failed.
 int FromCallback(int ret, const char* what, uint32_t count, uint64_t offset) {
   if (ret == 0) return 0;
-  int err = ret < 0 ? -ret : EIO;
-  if (ret > 0) {
+  int err = ret < 0 && ret >= -kMaxErrno ? -ret : EIO;
+  if (ret > 0 || ret < -kMaxErrno) {
     SetLastError(absl::StrFormat("origin %s callback returned %d (count %u, offset %u): "
                                  "not 0 or -errno, taken as EIO",
                                  what, ret, count, offset));
@@ -61,9 +64,14 @@ CallbackBackend::CallbackBackend(const rc_origin& origin) {
 
 int64_t CallbackBackend::Size() {
   int64_t size = origin_.get_size(origin_.ctx);
-  if (size < 0)
-    SetLastError(absl::StrFormat("origin get_size callback failed: %s",
-                                 strerror(static_cast<int>(-size))));
+  if (size >= 0) return size;
+  if (size < -kMaxErrno) {
+    SetLastError(absl::StrFormat(
+        "origin get_size callback returned %d: not a size or -errno, taken as EIO", size));
+    return -EIO;
+  }
+  SetLastError(absl::StrFormat("origin get_size callback failed: %s",
+                               strerror(static_cast<int>(-size))));
   return size;
 }
 

@@ -130,7 +130,19 @@ struct rc_engine {
   std::unique_ptr<ringcache::Engine> engine;
   ringcache::CallbackBackend backend;
   AsyncExecutor executor;
+  // Open read queues, or kClosing once rc_engine_close has begun: from then
+  // on no queue may open (a done callback run by the close could otherwise
+  // open one on the engine about to be freed).
+  static constexpr int kClosing = -1;
   std::atomic<int> open_queues{0};
+
+  bool ReserveQueue() {
+    int n = open_queues.load();
+    do {
+      if (n == kClosing) return false;
+    } while (!open_queues.compare_exchange_weak(n, n + 1));
+    return true;
+  }
 };
 
 namespace {
@@ -256,8 +268,10 @@ int rc_engine_close(rc_engine* e) {
   if (e == nullptr) return Fail(EINVAL, "rc_engine_close: engine handle is NULL");
   if (e->executor.OnWorkerThread())
     return Fail(EDEADLK, "rc_engine_close: called from a done callback of the same engine");
-  if (int n = e->open_queues.load())
-    return Fail(EBUSY, "rc_engine_close: %d read queue(s) still open: rc_queue_close them first", n);
+  int open = 0;
+  if (!e->open_queues.compare_exchange_strong(open, rc_engine::kClosing))
+    return Fail(EBUSY, "rc_engine_close: %d read queue(s) still open: rc_queue_close them first",
+                open);
   int result = Guarded<int>("rc_engine_close", [&]() -> int {
     e->executor.Shutdown();
     if (e->engine->config().mode == ringcache::CacheMode::kUnsafe) return 0;
@@ -422,7 +436,8 @@ int rc_queue_open(rc_engine* e, unsigned depth, rc_queue** out) {
   if (out != nullptr) *out = nullptr;
   if (e == nullptr) return Fail(EINVAL, "rc_queue_open: engine handle is NULL");
   if (out == nullptr) return Fail(EINVAL, "rc_queue_open: out is NULL");
-  return Guarded<int>("rc_queue_open", [&]() -> int {
+  if (!e->ReserveQueue()) return Fail(ESHUTDOWN, "rc_queue_open: the engine is being closed");
+  const int result = Guarded<int>("rc_queue_open", [&]() -> int {
     auto reads = ringcache::ReadQueue::Open(*e->engine, e->backend, depth);
     if (!reads.ok())
       return Fail(StatusToErrno(reads.status()), "rc_queue_open: %s", reads.status().message());
@@ -432,10 +447,11 @@ int rc_queue_open(rc_engine* e, unsigned depth, rc_queue** out) {
     q->pending.resize(depth);
     q->free_pending.reserve(depth);
     for (uint32_t i = depth; i-- > 0;) q->free_pending.push_back(i);
-    e->open_queues.fetch_add(1);
     *out = q.release();
     return 0;
   });
+  if (result != 0) e->open_queues.fetch_sub(1);
+  return result;
 }
 
 int rc_queue_pread(rc_queue* q, void* buf, uint32_t count, uint64_t offset, rc_done_fn done,
@@ -468,9 +484,10 @@ int rc_queue_wait(rc_queue* q, unsigned min_complete) {
   if (q->in_wait)
     return Fail(EDEADLK, "rc_queue_wait: called from a done callback of the same queue");
   q->in_wait = true;
-  const unsigned n = q->reads->Wait(min_complete);
+  const int n = Guarded<int>("rc_queue_wait",
+                             [&] { return static_cast<int>(q->reads->Wait(min_complete)); });
   q->in_wait = false;
-  return static_cast<int>(n);
+  return n;
 }
 
 unsigned rc_queue_in_flight(rc_queue* q) {

@@ -200,9 +200,10 @@ const char *rc_config_help (void);
  *            key is unknown, its value is bad, or the values conflict; the
  *            message names the key.
  *   -ENOSYS  io_uring cannot be used here (old kernel, disabled by sysctl).
- *   other    creating the cache file failed: the system call's errno
- *            (-ENOENT, -EACCES, -EMFILE, -EROFS, ...); or
- *            origin->get_size failed (its errno).
+ *   other    creating the cache file or setting up io_uring failed: the
+ *            system call's errno (-ENOENT, -EACCES, -EMFILE, -ENOMEM, -EROFS,
+ *            ...); or origin->get_size failed (its errno; a negative value
+ *            that is no errno is taken as -EIO).
  * Thread-safe. */
 int rc_engine_open (const char *const *params, const rc_origin *origin,
                     rc_engine **out);
@@ -331,7 +332,9 @@ typedef struct rc_queue rc_queue;
 
 /* Opens a read queue on e for up to depth reads in flight (1 to 4096) and
  * stores it in *out.  Returns 0, or -EINVAL (e or out NULL, depth out of
- * range), -ENOSYS (no io_uring), -ENOMEM. */
+ * range), -ENOSYS (no io_uring), -ESHUTDOWN (called from a done callback
+ * while rc_engine_close runs), or the failed system call's errno (-EMFILE,
+ * -ENOMEM, ...). */
 int rc_queue_open (rc_engine *e, unsigned depth, rc_queue **out);
 
 /* Queues a read of count bytes at offset into buf, which must stay valid
@@ -348,9 +351,9 @@ int rc_queue_pread (rc_queue *q, void *buf, uint32_t count, uint64_t offset,
 /* Submits every queued read, then runs done callbacks of completed reads,
  * sleeping while needed, until at least min_complete have run in this call or
  * no read is in flight; min_complete 0 collects only what is complete now.
- * Returns the number of callbacks run, or -EINVAL (q NULL), or -EDEADLK when
- * called from a done callback of the same queue (which may queue reads, but
- * not wait for them or close the queue). */
+ * Returns the number of callbacks run, or -EINVAL (q NULL), -ENOMEM, or
+ * -EDEADLK when called from a done callback of the same queue (which may
+ * queue reads, but not wait for them or close the queue). */
 int rc_queue_wait (rc_queue *q, unsigned min_complete);
 
 /* The number of reads queued and not yet completed; 0 if q is NULL. */

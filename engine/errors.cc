@@ -1,5 +1,6 @@
 #include "engine/errors.h"
 
+#include <cerrno>
 #include <string>
 #include <utility>
 
@@ -30,6 +31,12 @@ int ErrnoOf(const absl::Status& status) {
   if (!payload) return 0;
   int err = 0;
   return absl::SimpleAtoi(std::string(*payload), &err) && err > 0 ? err : 0;
+}
+
+absl::Status IoUringSetupError(std::string message, int err) {
+  absl::Status status = absl::UnavailableError(std::move(message));
+  if (err == ENOSYS || err == EPERM) return status;
+  return WithErrno(std::move(status), err);
 }
 
 }  // namespace ringcache

@@ -26,6 +26,12 @@ absl::Status WithErrno(absl::Status status, int err);
 // The errno carried by WithErrno, or 0.
 int ErrnoOf(const absl::Status& status);
 
+// A failed io_uring set-up call: Unavailable. ENOSYS and EPERM (an old
+// kernel, kernel.io_uring_disabled, seccomp) mean io_uring cannot be used
+// here, and the C API reports them as ENOSYS; any other errno (out of file
+// descriptors or memory) is carried as itself.
+absl::Status IoUringSetupError(std::string message, int err);
+
 }  // namespace ringcache
 
 #endif  // RINGCACHE_ENGINE_ERRORS_H_

@@ -41,17 +41,20 @@ absl::Status ReadQueue::Init() {
   // One SQE per read plus the eventfd read; completions get twice that.
   int err = io_uring_queue_init(depth_ + 1, &ring_, 0);
   if (err < 0)
-    return absl::UnavailableError(
-        absl::StrFormat("read queue: io_uring_queue_init(%u) failed: %s", depth_ + 1, strerror(-err)));
+    return IoUringSetupError(
+        absl::StrFormat("read queue: io_uring_queue_init(%u) failed: %s", depth_ + 1, strerror(-err)),
+        -err);
   ring_ready_ = true;
   const int fd = engine_.cache_fd();
   err = io_uring_register_files(&ring_, &fd, 1);
   if (err < 0)
-    return absl::UnavailableError(
-        absl::StrFormat("read queue: io_uring_register_files failed: %s", strerror(-err)));
+    return IoUringSetupError(
+        absl::StrFormat("read queue: io_uring_register_files failed: %s", strerror(-err)), -err);
   wake_fd_ = eventfd(0, EFD_CLOEXEC);
-  if (wake_fd_ == -1)
-    return absl::UnavailableError(absl::StrFormat("read queue: eventfd: %s", strerror(errno)));
+  if (wake_fd_ == -1) {
+    const int e = errno;
+    return WithErrno(absl::ResourceExhaustedError(absl::StrFormat("read queue: eventfd: %s", strerror(e))), e);
+  }
   ops_.resize(depth_);
   free_.reserve(depth_);
   for (unsigned i = depth_; i-- > 0;) free_.push_back(i);

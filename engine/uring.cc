@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "absl/strings/str_format.h"
+#include "engine/errors.h"
 
 namespace ringcache {
 
@@ -15,18 +16,20 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries, int fd, Cac
   r->faults_ = faults;
   int err = io_uring_queue_init(entries, &r->ring_, 0);
   if (err < 0) {
-    return absl::UnavailableError(absl::StrFormat(
-        "io_uring_queue_init(%u) failed: %s (io_uring disabled by sysctl "
-        "kernel.io_uring_disabled, blocked by seccomp, or kernel too old?)",
-        entries, strerror(-err)));
+    const bool unusable = err == -ENOSYS || err == -EPERM;
+    return IoUringSetupError(
+        absl::StrFormat("io_uring_queue_init(%u) failed: %s%s", entries, strerror(-err),
+                        unusable ? " (io_uring disabled by sysctl kernel.io_uring_disabled, "
+                                   "blocked by seccomp, or kernel too old?)"
+                                 : ""),
+        -err);
   }
   r->initialised_ = true;
   r->entries_ = entries;
   err = io_uring_register_files(&r->ring_, &fd, 1);
-  if (err < 0) {
-    return absl::UnavailableError(
-        absl::StrFormat("io_uring_register_files failed: %s", strerror(-err)));
-  }
+  if (err < 0)
+    return IoUringSetupError(absl::StrFormat("io_uring_register_files failed: %s", strerror(-err)),
+                             -err);
   r->pending_.reserve(entries * 2);
   r->tags_.reserve(entries * 2);
   r->done_.reserve(entries * 2);

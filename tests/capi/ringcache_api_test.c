@@ -64,6 +64,8 @@ typedef struct mem_origin {
   uint64_t size;
   /* Fault injection: when non-zero, the callback returns this value. */
   atomic_int fail_size, fail_read, fail_write, fail_zero, fail_flush;
+  /* When non-zero, get_size returns this (a value no errno can be). */
+  _Atomic int64_t bad_size;
   /* Latency per data callback, microseconds. */
   atomic_uint delay_us;
   /* The gate: while closed, pread waits for it to open. */
@@ -101,6 +103,9 @@ static int64_t mem_get_size (void *ctx)
 {
   mem_origin *m = ctx;
   int fail = atomic_load (&m->fail_size);
+  int64_t bad = atomic_load (&m->bad_size);
+  if (bad)
+    return bad;
   return fail ? fail : (int64_t) m->size;
 }
 
@@ -360,6 +365,14 @@ static void test_open_errors (void)
   atomic_store (&m->fail_size, -ENXIO);
   expect_open_fails (NULL, &o, -ENXIO, "get_size", __LINE__);
   atomic_store (&m->fail_size, 0);
+
+  /* A negative get_size that is no errno is -EIO: never "success" with no
+   * engine, never a negation that overflows. */
+  atomic_store (&m->bad_size, -((int64_t) 1 << 32));
+  expect_open_fails (NULL, &o, -EIO, "get_size", __LINE__);
+  atomic_store (&m->bad_size, INT64_MIN);
+  expect_open_fails (NULL, &o, -EIO, "get_size", __LINE__);
+  atomic_store (&m->bad_size, 0);
 
   /* An origin from an older header (no trim field) opens, and the bytes
    * past its struct_size are never used as a callback. */
@@ -778,6 +791,7 @@ typedef struct async_state {
   unsigned char *chain_buf;
   atomic_int chain_submit_result;
   atomic_int close_from_done;
+  atomic_int queue_open_result;
   char error_seen[256];
 } async_state;
 
@@ -828,8 +842,13 @@ static void chained_write_done (void *user, int result)
 static void chained_first_read_done (void *user, int result)
 {
   async_state *s = user;
+  rc_queue *q = NULL;
   if (result != 0)
     atomic_fetch_add (&s->errors, 1);
+  /* No queue may open on an engine being closed: it would outlive it. */
+  atomic_store (&s->queue_open_result, rc_queue_open (s->e, 4, &q));
+  if (q != NULL)
+    rc_queue_close (q);
   atomic_store (&s->chain_submit_result,
                 rc_submit_pread (s->e, s->chain_buf, SLOT, SLOT,
                                  chained_read_done, s));
@@ -956,6 +975,7 @@ static void test_async (void)
     waited_ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
     CHECK_EQ (atomic_load (&s.done), NASYNC + 1);  /* + the follow-up */
     CHECK_EQ (atomic_load (&s.chain_submit_result), 0);
+    CHECK_EQ (atomic_load (&s.queue_open_result), -ESHUTDOWN);
     CHECK_EQ (atomic_load (&s.errors), 0);
     CHECK (waited_ms >= 90);
     CHECK (memcmp (bufs + SLOT, model + SLOT, size - SLOT) == 0);
@@ -1121,6 +1141,25 @@ static void test_queue (void)
   CHECK_EQ (rc_queue_open (e, 0, &q), -EINVAL);
   CHECK_MSG ("depth");
   CHECK (q == NULL);
+  /* Out of file descriptors: the system call's errno, not "no io_uring". */
+  {
+    struct rlimit saved, low;
+    int fd = dup (0), lowest = fd;
+    if (fd >= 0)
+      close (fd);
+    CHECK_EQ (getrlimit (RLIMIT_NOFILE, &saved), 0);
+    low = saved;
+    low.rlim_cur = (rlim_t) lowest;
+    CHECK_EQ (setrlimit (RLIMIT_NOFILE, &low), 0);
+    r = rc_queue_open (e, QDEPTH, &q);
+    CHECK_EQ (setrlimit (RLIMIT_NOFILE, &saved), 0);
+    CHECK_EQ (r, -EMFILE);
+    CHECK (q == NULL);
+    if (q != NULL) {
+      rc_queue_close (q);
+      q = NULL;
+    }
+  }
   CHECK_EQ (rc_queue_open (e, QDEPTH, &q), 0);
   if (q == NULL)
     return;
