@@ -7,7 +7,7 @@
  * batches, one system call per rc_queue_wait; the rest run on the queue's
  * worker threads.  It prints the counters and "ok".
  *
- *   cc -std=c99 example_queue.c $(pkg-config --cflags --libs ringcache) -o example_queue
+ *   cc -std=c11 example_queue.c $(pkg-config --cflags --libs ringcache) -o example_queue
  *   ./example_queue [key=value ...]        e.g. ./example_queue direct-io=true
  */
 #include <inttypes.h>

@@ -4,8 +4,10 @@
 # PREFIX), then builds capi/example.c with
 #   cc -std=c99 example.c $(pkg-config --cflags --libs ringcache)
 # and runs it without LD_LIBRARY_PATH (the .pc's rpath finds the library).
+# capi/example_queue.c must build with the command in its comment too
+# (-std=c11: it uses aligned_alloc); example_queue_test runs it.
 set -euo pipefail
-header="$1" lib="$2" pc="$3" example="$4"
+header="$1" lib="$2" pc="$3" example="$4" example_queue="$5"
 prefix="${TEST_TMPDIR:-$(mktemp -d)}/prefix"
 mkdir -p "$prefix/include" "$prefix/lib/pkgconfig"
 cp "$header" "$prefix/include/ringcache.h"
@@ -22,6 +24,8 @@ if grep -q 'libasan' <<<"$needed"; then sanitize=(-fsanitize=address,undefined);
 if grep -q 'libtsan' <<<"$needed"; then sanitize=(-fsanitize=thread); fi
 cc -std=c99 -pedantic -Wall -Werror -Wno-unused-parameter "${sanitize[@]}" "$example" $flags \
   -o "$prefix/example"
+cc -std=c11 -pedantic -Wall -Werror "${sanitize[@]}" "$example_queue" $flags \
+  -o "$prefix/example_queue"
 unset LD_LIBRARY_PATH
 out=$(cd "$prefix" && TMPDIR="$prefix" ./example cache=writeback cache-min-block-size=4096)
 echo "$out"
