@@ -52,9 +52,10 @@ struct CacheFaults {
   void HoldWrites() { Hold(writes_held_, true); }
   void ReleaseWrites() { Hold(writes_held_, false); }
   // Called by a ring as a hole punch, or a write, completes.
-  void PassPunchGate() { Pass(punches_held_); }
+  void PassPunchGate() { Pass(punches_held_, &punch_waiters_); }
   void PassWriteGate() { Pass(writes_held_, &write_waiters_); }
-  // How many threads are waiting at the write gate now.
+  // How many threads are waiting at the punch or the write gate now.
+  int punch_waiters() const { return punch_waiters_.load(); }
   int write_waiters() const { return write_waiters_.load(); }
 
  private:
@@ -84,6 +85,7 @@ struct CacheFaults {
   CondVar gate_cv_;
   std::atomic<bool> punches_held_{false};  // written under gate_mu_
   std::atomic<bool> writes_held_{false};   // written under gate_mu_
+  std::atomic<int> punch_waiters_{0};
   std::atomic<int> write_waiters_{0};
 };
 

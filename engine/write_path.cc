@@ -338,9 +338,11 @@ int EngineImpl::Trim(Backend& origin, uint32_t count, uint64_t offset, uint32_t 
     p.act = Act::kDrop;
     if (first_full == UINT64_MAX) first_full = p.block * bs_;
     end_full = p.block * bs_ + p.len;
-    if ((p.old_state & kCached) && !(p.old_state & kZero) && !slotted())
-      ring->PunchHole(p.block * bs_, p.len, 0);
   }
+  // Queued outside the shard locks: a full ring waits for a punch to finish.
+  for (const BlockPlan& p : plans)
+    if (p.act == Act::kDrop && (p.old_state & kCached) && !(p.old_state & kZero) && !slotted())
+      ring->PunchHole(p.block * bs_, p.len, 0);
   ring->WaitAll();
   int err = 0;
   if (first_full != UINT64_MAX && origin.CanTrim()) {

@@ -706,6 +706,37 @@ TEST_P(EngineBasic, ReadsDoNotWaitForReclaim) {
   ASSERT_NO_FATAL_FAILURE(CheckAll());
 }
 
+// A trim of more whole cached blocks than the ring has entries queues its
+// hole punches once it has let go of the shard locks: a read of another block
+// on the same shard goes on while the punches are held (by the fault hook).
+// Before, the trim waited for a punch to complete, to free an entry, inside
+// the shard lock of the block it was queueing.
+TEST_P(EngineBasic, TrimHoldsNoShardLockWhileItsHolePunchesRun) {
+  ASSERT_NO_FATAL_FAILURE(Open(64 * 4096, {"shards=1", "queue-depth=4"}));
+  ASSERT_EQ(B, 4096u) << "the test counts 4K blocks";
+  for (uint64_t b = 0; b < 16; b++) ASSERT_NO_FATAL_FAILURE(Write(b * B, B));
+  engine_->cache_faults().HoldPunches();
+  std::thread trimmer([&] { EXPECT_EQ(engine_->Trim(*origin_, 8 * B, 0, 0), 0) << LastErrorText(); });
+  bool held = false;
+  for (int i = 0; i < 2000 && !held; i++) {
+    held = engine_->cache_faults().punch_waiters() > 0;
+    if (!held) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::promise<void> done;
+  std::future<void> finished = done.get_future();
+  std::thread reader([&] {
+    CheckRead(12 * B, B);
+    done.set_value();
+  });
+  const bool returned = finished.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  engine_->cache_faults().ReleasePunches();
+  reader.join();
+  trimmer.join();
+  ASSERT_TRUE(held) << "the trim's hole punches never reached the gate";
+  ASSERT_TRUE(returned) << "a read of another block waited for the trim's hole punches";
+  ASSERT_NO_FATAL_FAILURE(CheckRead(8 * B, 56 * B));
+}
+
 // The background reclaimer has no origin, so it cannot write dirty victims
 // back; when they stop it, the next request over the high mark runs the pass
 // itself through its own origin. Every mode must keep evicting and lose
