@@ -96,6 +96,10 @@ EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victim
     // pass's limit.
     int64_t excess = used_blocks_.load(std::memory_order_relaxed) -
                      static_cast<int64_t>(low_blocks_.load(std::memory_order_relaxed));
+    if (excess <= 0) {  // under the low mark since the check above (a trim, a failed fill)
+      clock_hand_.fetch_sub(kBatch);
+      break;
+    }
     if (max_victims - victims < static_cast<uint64_t>(excess))
       excess = static_cast<int64_t>(max_victims - victims);
     for (uint64_t i = 0; i < kBatch && budget > 0; i++, budget--) {
