@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -20,6 +21,13 @@ bool IsPowerOf2(uint64_t v) { return v && !(v & (v - 1)); }
 absl::Status Invalid(absl::string_view key, absl::string_view value, absl::string_view why) {
   return absl::InvalidArgumentError(
       absl::StrFormat("%s=%s: %s", key, value, why));
+}
+
+// The parsers' errors: "KEY: " and then nbdkit's own words for the same
+// error (nbdkit_parse_size, _bool, _unsigned), value included, so that a
+// script matching nbdkit's message matches ringcache's too.
+absl::Status Unparsable(absl::string_view key, absl::string_view nbdkit_message) {
+  return absl::InvalidArgumentError(absl::StrFormat("%s: %s", key, nbdkit_message));
 }
 
 constexpr const char* kKeys[] = {
@@ -73,9 +81,10 @@ absl::StatusOr<int64_t> ParseSize(absl::string_view key, absl::string_view value
   char* end = nullptr;
   errno = 0;
   long long size = strtoll(s, &end, 10);
-  if (end == s) return Invalid(key, value, "could not parse size string");
-  if (size < 0) return Invalid(key, value, "size cannot be negative");
-  if (errno == ERANGE) return Invalid(key, value, "size exceeds maximum value");
+  if (end == s) return Unparsable(key, absl::StrFormat("could not parse size string (%s)", value));
+  if (size < 0) return Unparsable(key, absl::StrFormat("size cannot be negative (%s)", value));
+  if (errno == ERANGE)
+    return Unparsable(key, absl::StrFormat("size (%s) exceeds maximum value", value));
   uint64_t scale = 1;
   switch (*end) {
     case '\0': break;
@@ -88,12 +97,12 @@ absl::StatusOr<int64_t> ParseSize(absl::string_view key, absl::string_view value
     case 'b': case 'B': break;
     case 's': case 'S': scale = 512; break;
     default:
-      return Invalid(key, value, absl::StrFormat("could not parse size: unknown suffix '%s'", end));
+      return Unparsable(key, absl::StrFormat("could not parse size: unknown suffix '%s'", end));
   }
   if (*end && end[1])
-    return Invalid(key, value, absl::StrFormat("could not parse size: unknown suffix '%s'", end));
+    return Unparsable(key, absl::StrFormat("could not parse size: unknown suffix '%s'", end));
   if (static_cast<uint64_t>(INT64_MAX) / scale < static_cast<uint64_t>(size))
-    return Invalid(key, value, "overflow computing size");
+    return Unparsable(key, absl::StrFormat("overflow computing size (%s)", value));
   return static_cast<int64_t>(size * scale);
 }
 
@@ -101,20 +110,25 @@ absl::StatusOr<bool> ParseBool(absl::string_view key, absl::string_view value) {
   std::string v = absl::AsciiStrToLower(value);
   if (v == "1" || v == "true" || v == "t" || v == "yes" || v == "y" || v == "on") return true;
   if (v == "0" || v == "false" || v == "f" || v == "no" || v == "n" || v == "off") return false;
-  return Invalid(key, value, "could not decipher boolean (expected true|false|on|off|yes|no|1|0)");
+  return Unparsable(key, absl::StrFormat("could not decipher boolean (%s): expected "
+                                         "true|false|on|off|yes|no|1|0",
+                                         value));
 }
 
 absl::StatusOr<unsigned> ParseUnsigned(absl::string_view key, absl::string_view value) {
   std::string str(value);
   const char* s = str.c_str();
   while (*s == ' ' || *s == '\t') s++;
-  if (*s == '-') return Invalid(key, value, "could not parse number: negative numbers are not allowed");
-  if (*s == '\0') return Invalid(key, value, "could not parse number: empty");
+  if (*s == '-') return Unparsable(key, "negative numbers are not allowed");
   char* end = nullptr;
   errno = 0;
   unsigned long long r = strtoull(s, &end, 0);
-  if (end == s || *end != '\0') return Invalid(key, value, "could not parse number");
-  if (errno == ERANGE || r > UINT_MAX) return Invalid(key, value, "number out of range");
+  if (errno == ERANGE || r > UINT_MAX)
+    return Unparsable(key, absl::StrFormat("could not parse number: \"%s\": %s", value,
+                                           strerror(ERANGE)));
+  if (end == s) return Unparsable(key, "empty string where we expected a number");
+  if (*end != '\0')
+    return Unparsable(key, absl::StrFormat("could not parse number: \"%s\": trailing garbage", value));
   return static_cast<unsigned>(r);
 }
 
@@ -207,8 +221,8 @@ absl::Status Config::Set(absl::string_view key, absl::string_view value) {
 absl::Status Config::Validate() const {
   if (max_size != -1 && low_threshold >= high_threshold)
     return absl::InvalidArgumentError(absl::StrFormat(
-        "cache-low-threshold (%u) must be less than cache-high-threshold (%u)", low_threshold,
-        high_threshold));
+        "cache-low-threshold must be less than cache-high-threshold (low %u, high %u)",
+        low_threshold, high_threshold));
   return absl::OkStatus();
 }
 

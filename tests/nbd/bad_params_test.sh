@@ -49,6 +49,37 @@ try "$WORK/no-such-dir" cache-dir="$WORK/no-such-dir"
 touch "$WORK/a-file"
 try "$WORK/a-file" cache-dir="$WORK/a-file"
 
+# In nbdkit's words: for each bad value of one of nbdkit's keys, the error
+# nbdkit's own cache filter gives (what follows "error: ") is part of
+# ringcache's, so a script that matches nbdkit's message matches ours.
+same_words() {
+  local theirs
+  if TMPDIR="$WORK" timeout 20 nbdkit -U - --filter=cache memory 1M "$@" --run 'exit 0' \
+       >"$WORK/theirs" 2>&1; then
+    fail "nbdkit's cache filter accepted $*"
+  fi
+  theirs=$(sed -n 's/^nbdkit: .*error: //p' "$WORK/theirs" | head -n 1)
+  [[ -n "$theirs" ]] || fail "no error line from nbdkit's cache filter for $*: $(cat "$WORK/theirs")"
+  if TMPDIR="$WORK" timeout 20 nbdkit -U - --filter="$FILTER" memory 1M "$@" --run 'exit 0' \
+       >"$WORK/ours" 2>&1; then
+    fail "ringcache accepted $*"
+  fi
+  grep -qF -- "$theirs" "$WORK/ours" ||
+    fail "for '$*' nbdkit says '$theirs'; ringcache says: $(cat "$WORK/ours")"
+}
+for p in cache=bogus cache= \
+         cache-min-block-size=3000 cache-min-block-size=8G cache-min-block-size=abc \
+         cache-min-block-size=-64K cache-min-block-size=64Q cache-min-block-size=1.5M \
+         cache-max-size=100K cache-max-size=abc cache-max-size= cache-max-size=99999999999999999999 \
+         cache-max-size=9999999999E \
+         cache-high-threshold=0 cache-high-threshold=abc cache-high-threshold=-5 \
+         cache-high-threshold= cache-high-threshold=99999999999 cache-high-threshold=12x \
+         cache-low-threshold=0 cache-on-read=maybe cache-on-read=; do
+  same_words "$p"
+done
+same_words cache-max-size=10M cache-high-threshold=80 cache-low-threshold=95
+echo "every refusal of one of nbdkit's keys contains nbdkit's own message"
+
 # Good values, each key.
 try ok cache=writeback cache=writethrough cache=unsafe
 try ok cache-min-block-size=4096 cache-min-block-size=1M
