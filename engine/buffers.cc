@@ -2,6 +2,8 @@
 
 #include <new>
 
+#include "engine/cache_faults.h"
+
 namespace ringcache {
 
 uint8_t* AllocAligned(size_t n) {
@@ -10,10 +12,34 @@ uint8_t* AllocAligned(size_t n) {
   return static_cast<uint8_t*>(p);
 }
 
+uint8_t* TryAllocAligned(size_t n, CacheFaults* faults) {
+  if (faults && faults->fail_buffer_allocs.load(std::memory_order_relaxed) > 0 &&
+      faults->fail_buffer_allocs.fetch_sub(1) > 0)
+    return nullptr;
+  void* p = nullptr;
+  if (posix_memalign(&p, 4096, n ? n : 1) != 0) return nullptr;
+  return static_cast<uint8_t*>(p);
+}
+
 void FreeAligned(uint8_t* p) { free(p); }
 
 BufferCache::~BufferCache() {
   for (uint8_t* b : free_) FreeAligned(b);
+}
+
+bool BufferCache::Reserve(size_t n) {
+  if (free_.size() >= n) return true;
+  try {
+    free_.reserve(n);
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  while (free_.size() < n) {
+    uint8_t* b = TryAllocAligned(block_size_, faults_);
+    if (b == nullptr) return false;
+    free_.push_back(b);
+  }
+  return true;
 }
 
 uint8_t* BufferCache::Get() {

@@ -9,24 +9,33 @@
 
 namespace ringcache {
 
-// Aligned allocation of n bytes (4096-aligned); never returns null (aborts on
-// out-of-memory like operator new).
+struct CacheFaults;
+
+// Aligned allocation of n bytes (4096-aligned); throws std::bad_alloc.
 uint8_t* AllocAligned(size_t n);
+// The same, or null when out of memory (or when `faults` says to fail). For
+// buffers taken while blocks are pinned: a failure there must release them.
+uint8_t* TryAllocAligned(size_t n, CacheFaults* faults);
 void FreeAligned(uint8_t* p);
 
 class BufferCache {
  public:
-  BufferCache(uint32_t block_size, bool aligned) : block_size_(block_size) {}
+  BufferCache(uint32_t block_size, CacheFaults* faults) : block_size_(block_size), faults_(faults) {}
   ~BufferCache();
   BufferCache(const BufferCache&) = delete;
   BufferCache& operator=(const BufferCache&) = delete;
 
+  // Makes sure n buffers are free, allocating what is missing: call before
+  // pinning, so that Get never allocates while blocks are pinned. False when
+  // out of memory.
+  bool Reserve(size_t n);
   uint8_t* Get();
   void Put(uint8_t* buf);
 
  private:
   static constexpr size_t kKeep = 2;  // per thread: nbdkit runs 16 threads per connection
   uint32_t block_size_;
+  CacheFaults* faults_;
   std::vector<uint8_t*> free_;
 };
 

@@ -26,6 +26,9 @@ struct CacheFaults {
   // While true, the engine's background threads (fill writer, reclaimer)
   // fail to start, as std::thread does when the process is out of threads.
   std::atomic<bool> fail_thread_starts{false};
+  // The next N allocations of block or write-back buffers fail, as under a
+  // memory limit (RLIMIT_AS, overcommit off).
+  std::atomic<int> fail_buffer_allocs{0};
   // Not a fault: how many times the count of cached and reserved blocks was
   // seen over cache-max-size (it never should be, not even for a moment;
   // under a limit learnt from ENOSPC, fills in flight may land over it).

@@ -117,10 +117,10 @@ EngineImpl::EngineImpl(const Config& config, std::unique_ptr<CacheStore> store)
   const int fd = store_->fd();
   CacheFaults* faults = &cache_faults_;
   threads_ = PerThread<ThreadContext>::Make(
-      [bs, direct, depth, fd, faults]() -> absl::StatusOr<std::unique_ptr<ThreadContext>> {
+      [bs, depth, fd, faults]() -> absl::StatusOr<std::unique_ptr<ThreadContext>> {
         auto ring = Ring::Create(depth, fd, faults);
         if (!ring.ok()) return ring.status();
-        auto ctx = std::make_unique<ThreadContext>(bs, direct);
+        auto ctx = std::make_unique<ThreadContext>(bs, faults);
         ctx->ring = std::move(*ring);
         return ctx;
       });
@@ -283,6 +283,19 @@ void EngineImpl::BuildPlans(ThreadContext* ctx, uint64_t offset, uint64_t count,
     p.pos = b;
     plans.push_back(p);
   }
+}
+
+int EngineImpl::ReserveBounces(ThreadContext* ctx, const uint8_t* buf, uint64_t offset,
+                               const char* what) {
+  const std::vector<BlockPlan>& plans = ctx->plans;
+  size_t n = 0;
+  for (size_t i = 0; i < plans.size(); i++) {
+    const BlockPlan& p = plans[i];
+    n += p.begin != 0 || p.end != p.len || i + 1 == plans.size() ||
+         (buf && NeedsAlignment(buf + (p.block * bs_ + p.begin - offset), 0, p.len));
+  }
+  if (ctx->buffers.Reserve(n)) return 0;
+  return Fail(ENOMEM, "ringcache: %s: out of memory for %d block buffers of %d bytes", what, n, bs_);
 }
 
 bool EngineImpl::NeedsAlignment(const void* ptr, uint64_t off, uint64_t len) const {

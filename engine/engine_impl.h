@@ -70,7 +70,7 @@ struct ThreadContext {
   std::unique_ptr<Ring> ring;
   BufferCache buffers;
   std::vector<BlockPlan> plans;
-  explicit ThreadContext(uint32_t block_size, bool aligned) : buffers(block_size, aligned) {}
+  ThreadContext(uint32_t block_size, CacheFaults* faults) : buffers(block_size, faults) {}
 };
 
 // Counters, spread over cache lines so threads rarely share one.
@@ -160,6 +160,12 @@ class EngineImpl {
     return slotted() ? s.SlotOf(block) : block;
   }
   bool NeedsAlignment(const void* ptr, uint64_t off, uint64_t len) const;
+  // Before any pin: makes sure the thread has a bounce buffer for every
+  // block of the plans that may need one (a partial block, the last block,
+  // which a resize may have made partial, and with direct-io any block whose
+  // piece of `buf` is unaligned; `buf` null: a zero). 0, or ENOMEM with a
+  // message.
+  int ReserveBounces(ThreadContext* ctx, const uint8_t* buf, uint64_t offset, const char* what);
   // 0 if [offset, offset+count) is inside the disk; else sets the message
   // ("<what> of N bytes at offset O is past the end") and returns err.
   int CheckRange(const char* what, uint32_t count, uint64_t offset, int err) const;
@@ -278,7 +284,7 @@ class EngineImpl {
 
   // Write-back buffers (one run each), kept for reuse: a few, not per thread.
   uint64_t WriteBackRunBytes() const;
-  uint8_t* AcquireWriteBackBuffer();
+  uint8_t* AcquireWriteBackBuffer();  // null when out of memory
   void ReleaseWriteBackBuffer(uint8_t* buf);
   Mutex wb_mu_;
   std::vector<uint8_t*> wb_free_ ABSL_GUARDED_BY(wb_mu_);

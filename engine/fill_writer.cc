@@ -55,8 +55,9 @@ uint8_t* FillWriter::TryAcquireBuffer() {
     return b;
   }
   if (allocated_ >= max_buffers_) return nullptr;
-  allocated_++;
-  return AllocAligned(bs_);
+  uint8_t* b = TryAllocAligned(bs_, faults_);  // out of memory: the fill is skipped
+  if (b != nullptr) allocated_++;
+  return b;
 }
 
 bool FillWriter::StartLocked() {

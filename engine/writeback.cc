@@ -99,6 +99,15 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
       return;
     }
     if (!r.buf) r.buf = AcquireWriteBackBuffer();
+    if (!r.buf) {
+      if (!first_err)
+        first_err = Fail(ENOMEM,
+                         "ringcache: out of memory for a write-back buffer (%d bytes): dirty "
+                         "blocks %d..%d stay dirty",
+                         WriteBackRunBytes() + bs_, r.blocks.front(), r.blocks.back());
+      finish(r, false);
+      return;
+    }
     // One cache read per stretch of the run that lies in order in the file
     // (the whole run, without slots).
     uint64_t at = 0;
@@ -203,7 +212,7 @@ uint8_t* EngineImpl::AcquireWriteBackBuffer() {
       return b;
     }
   }
-  return AllocAligned(WriteBackRunBytes() + bs_);
+  return TryAllocAligned(WriteBackRunBytes() + bs_, &cache_faults_);
 }
 
 void EngineImpl::ReleaseWriteBackBuffer(uint8_t* buf) {

@@ -124,6 +124,57 @@ TEST_F(Fault, FailedWritebackStaysDirtyAndNextFlushRetries) {
   EXPECT_TRUE(ReadMatches(0, 16 * B));
 }
 
+// Out of memory for the buffers taken while blocks are pinned: each request
+// fails (or goes uncached) with nothing left pinned, and the next one works.
+TEST_F(Fault, OutOfMemoryForAWriteBackBufferKeepsTheBlocksDirty) {
+  ASSERT_NO_FATAL_FAILURE(Open(16 * 4096, {"cache=writeback"}));
+  ASSERT_EQ(Write(B, 4 * B, 0x31), 0);
+  ASSERT_EQ(Write(9 * B, 2 * B, 0x32), 0);
+  engine_->cache_faults().fail_buffer_allocs = 1;
+  EXPECT_EQ(engine_->Flush(*origin_), ENOMEM);
+  EXPECT_NE(LastError().find("out of memory"), std::string::npos) << LastError();
+  EXPECT_GE(engine_->GetStats().blocks_dirty, 4u) << "blocks left dirty were dropped";
+  EXPECT_TRUE(ReadMatches(0, 16 * B));
+  // The failed run's pins are gone: writes to its blocks and a flush go on.
+  ASSERT_EQ(Write(2 * B, B, 0x33), 0);
+  ASSERT_EQ(engine_->Flush(*origin_), 0) << LastError();
+  EXPECT_EQ(engine_->GetStats().blocks_dirty, 0u);
+  EXPECT_TRUE(OriginMatches(ref_));
+}
+
+TEST_F(Fault, OutOfMemoryForFillBuffersLeavesMissesUncached) {
+  ASSERT_NO_FATAL_FAILURE(Open(16 * 4096, {"cache=writeback", "cache-on-read=true"}));
+  // A partial write at each end keeps two bounce buffers on this thread, so
+  // the reads below need no new one.
+  ASSERT_EQ(Write(B + 1, 2 * B - 2, 0x41), 0);
+  engine_->cache_faults().fail_buffer_allocs = 3;
+  for (uint64_t b = 8; b < 11; b++) EXPECT_TRUE(ReadMatches(b * B, B));
+  Stats st = engine_->GetStats();  // would wait for a stranded fill forever
+  EXPECT_EQ(st.fills_skipped, 3u);
+  EXPECT_EQ(engine_->cache_faults().fail_buffer_allocs.load(), 0);
+  const uint64_t origin_reads = origin_->reads.load();
+  for (uint64_t b = 8; b < 11; b++) EXPECT_TRUE(ReadMatches(b * B, B));
+  EXPECT_EQ(origin_->reads.load(), origin_reads + 3) << "skipped fills were cached after all";
+  EXPECT_EQ(engine_->GetStats().fills_skipped, 3u);
+  const uint64_t after = origin_->reads.load();
+  for (uint64_t b = 8; b < 11; b++) EXPECT_TRUE(ReadMatches(b * B, B));
+  EXPECT_EQ(origin_->reads.load(), after) << "with memory back, the misses were not cached";
+}
+
+TEST_F(Fault, OutOfMemoryForABounceBufferFailsThePartialWriteOnly) {
+  ASSERT_NO_FATAL_FAILURE(Open(16 * 4096, {"cache=writeback"}));
+  engine_->cache_faults().fail_buffer_allocs = 1;
+  EXPECT_EQ(Write(3 * B + 100, 50, 0x51), ENOMEM);
+  EXPECT_NE(LastError().find("out of memory"), std::string::npos) << LastError();
+  // Nothing stayed pinned or reserved: the same block is written, read and
+  // flushed.
+  ASSERT_EQ(Write(3 * B + 100, 50, 0x52), 0) << LastError();
+  EXPECT_TRUE(ReadMatches(0, 16 * B));
+  ASSERT_EQ(engine_->Flush(*origin_), 0) << LastError();
+  EXPECT_TRUE(OriginMatches(ref_));
+  EXPECT_EQ(engine_->GetStats().blocks_dirty, 0u);
+}
+
 TEST_F(Fault, FailedOriginFlushIsReportedAndRetried) {
   for (const char* mode : {"cache=writeback", "cache=writethrough"}) {
     SCOPED_TRACE(mode);
