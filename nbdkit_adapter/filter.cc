@@ -57,7 +57,17 @@ void ReportStats() {
   absl::MutexLock lock(&stats_file_mu);
   // Snapshot under the lock so that the file never goes back in time.
   absl::Status status = stats_file.Write(engine->GetStats());
-  if (!status.ok()) nbdkit_debug("ringcache: %s", std::string(status.message()).c_str());
+  // An error the first time the file cannot be written (a missing
+  // directory, a full disk), not at every flush; debug lines after that.
+  static bool failing = false;
+  if (status.ok()) {
+    failing = false;
+  } else if (!failing) {
+    failing = true;
+    nbdkit_error("ringcache: RINGCACHE_STATS_FILE: %s", std::string(status.message()).c_str());
+  } else {
+    nbdkit_debug("ringcache: %s", std::string(status.message()).c_str());
+  }
 }
 
 // Turns an engine result (0 or a positive errno) into nbdkit's convention.
@@ -131,7 +141,9 @@ int64_t RingcacheGetSize(nbdkit_next* next, void* handle) {
   // nbdkit wants can_write asked on a connection before its first write; a
   // read-only connection cannot write it back (then such a resize fails).
   NbdkitBackend origin(next);
-  ringcache::Backend* writable = next->can_write(next) == 1 ? &origin : nullptr;
+  const int can_write = next->can_write(next);
+  if (can_write == -1) return -1;  // the plugin said why
+  ringcache::Backend* writable = can_write == 1 ? &origin : nullptr;
   absl::Status status = engine->SetSize(static_cast<uint64_t>(size), writable);
   if (!status.ok()) {
     ReportError(status);
@@ -250,6 +262,19 @@ struct ExtentsDeleter {
 // whatever the plugin says; elsewhere the plugin's answer stands.
 int RingcacheExtents(nbdkit_next* next, void* handle, uint32_t count, uint64_t offset,
                      uint32_t flags, nbdkit_extents* extents, int* err) {
+  // The cache first, then the plugin: a block dirty now is data whatever the
+  // plugin says later, and one that is not was written back (if ever) before
+  // the plugin is asked. The other order could take the plugin's answer from
+  // before a write-back for a block the cache no longer holds dirty.
+  struct CacheRun {
+    uint64_t offset, length;
+    ExtentKind kind;
+  };
+  std::vector<CacheRun> cache;
+  engine->ForEachExtent(offset, count, [&](uint64_t off, uint64_t len, ExtentKind kind) {
+    cache.push_back({off, len, kind});
+  });
+
   int64_t size = next->get_size(next);
   if (size == -1) {
     *err = EIO;
@@ -278,21 +303,24 @@ int RingcacheExtents(nbdkit_next* next, void* handle, uint32_t count, uint64_t o
   const uint64_t end = std::min<uint64_t>(plugin_end, offset + count);
 
   int failure = 0;
+  size_t added = 0;
   auto add = [&](uint64_t off, uint64_t len, uint32_t type) {
-    if (failure == 0 && len > 0 && nbdkit_add_extent(extents, off, len, type) == -1) {
-      failure = errno ? errno : EIO;
-    }
+    if (failure != 0 || len == 0) return;
+    if (nbdkit_add_extent(extents, off, len, type) == -1) failure = errno ? errno : EIO;
+    else added++;
   };
-  size_t next_plugin = 0;  // the engine walks in ascending order
-  engine->ForEachExtent(offset, end - offset, [&](uint64_t off, uint64_t len, ExtentKind kind) {
-    const uint64_t run_end = off + len;
-    switch (kind) {
+  size_t next_plugin = 0;  // both lists are in ascending order
+  for (const CacheRun& run : cache) {
+    if (run.offset >= end) break;
+    const uint64_t off = run.offset;
+    const uint64_t run_end = std::min(end, run.offset + run.length);
+    switch (run.kind) {
       case ExtentKind::kData:
-        add(off, len, 0);
-        return;
+        add(off, run_end - off, 0);
+        break;
       case ExtentKind::kZero:
-        add(off, len, NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO);
-        return;
+        add(off, run_end - off, NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO);
+        break;
       case ExtentKind::kOrigin:
         while (next_plugin < plugin.size() &&
                plugin[next_plugin].offset + plugin[next_plugin].length <= off) {
@@ -303,11 +331,19 @@ int RingcacheExtents(nbdkit_next* next, void* handle, uint32_t count, uint64_t o
           const uint64_t to = std::min(run_end, plugin[i].offset + plugin[i].length);
           if (to > from) add(from, to - from, plugin[i].type);
         }
-        return;
+        break;
     }
-  });
+  }
   if (failure != 0) {
     *err = failure;
+    return -1;
+  }
+  if (added == 0) {
+    // The cache's size ended before offset: another connection saw the
+    // plugin shrink. An answer with no extent would be a protocol error.
+    nbdkit_error("ringcache: no extents at offset %lu: the disk has shrunk below it",
+                 static_cast<unsigned long>(offset));
+    *err = EIO;
     return -1;
   }
   return 0;

@@ -3,7 +3,8 @@
 # also when they are relative and nbdkit daemonises (it changes directory to
 # / after the filter opened the file); never visible in the directory (it is
 # unlinked or O_TMPFILE), so nothing is left after a normal exit or after
-# kill -9, even in the middle of writes. The stats file is written at unload.
+# kill -9, even in the middle of writes. The stats file is written at unload;
+# one that cannot be written is reported once.
 source "$(dirname "$0")/lib.sh"
 
 M=$((1024 * 1024))
@@ -50,6 +51,22 @@ _NBDKIT_NAMES+=(lc3)
 for ((i = 0; i < 100; i++)); do [[ -s "$WORK/lc3.pid" ]] && break; sleep 0.05; done
 cache_fd_of lc3 /var/tmp >/dev/null || fail "default cache directory is not /var/tmp"
 stop_nbdkit lc3
+
+echo "== a stats file that cannot be written: one error naming it, and the server serves on"
+RINGCACHE_STATS_FILE="$WORK/no-such-dir/stats" nbdkit -f -U "$WORK/lc5.sock" -P "$WORK/lc5.pid" \
+  --filter="$FILTER" memory 1M cache-dir="$WORK" >"$WORK/lc5.log" 2>&1 &
+_NBDKIT_NAMES+=(lc5)
+for ((i = 0; i < 200; i++)); do [[ -S "$WORK/lc5.sock" ]] && break; sleep 0.05; done
+[[ -S "$WORK/lc5.sock" ]] || fail "nbdkit lc5 did not start: $(cat "$WORK/lc5.log")"
+nbdsh_on lc5 <<'PY'
+for _ in range(3):
+    h.pwrite(b"s" * 4096, 0)
+    h.flush()
+assert h.pread(4096, 0) == b"s" * 4096
+PY
+stop_nbdkit lc5
+n=$(grep -c "error: ringcache: RINGCACHE_STATS_FILE: .*no-such-dir" "$WORK/lc5.log" || true)
+[[ "$n" == 1 ]] || fail "want one error naming the stats file, got $n: $(cat "$WORK/lc5.log")"
 
 echo "== the default TMPDIR is honoured"
 mkdir -p "$WORK/tmpdir"
