@@ -97,7 +97,7 @@ try ok cache-high-threshold=10 cache-low-threshold=50
 # (a C++ exception reaching nbdkit's C frames used to abort it).
 start_nbdkit huge --filter="$FILTER" null 1E cache-max-size=1G cache-dir="$WORK"
 for i in 1 2; do
-  if nbdinfo --size "$(uri huge)" >"$WORK/huge.out" 2>&1; then
+  if timeout 30 nbdinfo --size "$(uri huge)" >"$WORK/huge.out" 2>&1; then
     fail "a 1E disk was served: $(cat "$WORK/huge.out")"
   fi
 done

@@ -30,7 +30,9 @@ elapsed = time.monotonic() - t
 s1 = stats()
 assert s1["hits"] - s0["hits"] == 16, ("hits", s0, s1)
 assert s1["misses"] == s0["misses"], ("misses", s0, s1)
-assert elapsed < 0.2, "16 cached reads took %.3f s (origin delay is 0.2 s per read)" % elapsed
+# Through the origin they would take 16 x 0.2 s; the bound leaves room for a
+# loaded machine (the latency maximum below is the sharp check).
+assert elapsed < 1.6, "16 cached reads took %.3f s (origin delay is 0.2 s per read)" % elapsed
 assert s1["read_lat_count"] == 16, s1
 assert s1["read_lat_max_us"] < 200000, ("a cached read paid the origin's delay", s1)
 

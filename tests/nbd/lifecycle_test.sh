@@ -48,7 +48,8 @@ echo "== no TMPDIR: /var/tmp"
 env -u TMPDIR RINGCACHE_STATS_FILE= nbdkit -f -U "$WORK/lc3.sock" -P "$WORK/lc3.pid" \
   --filter="$FILTER" memory 1M >"$WORK/lc3.log" 2>&1 &
 _NBDKIT_NAMES+=(lc3)
-for ((i = 0; i < 100; i++)); do [[ -s "$WORK/lc3.pid" ]] && break; sleep 0.05; done
+for ((i = 0; i < 200; i++)); do [[ -s "$WORK/lc3.pid" ]] && break; sleep 0.05; done
+[[ -s "$WORK/lc3.pid" ]] || fail "nbdkit lc3 did not start: $(cat "$WORK/lc3.log")"
 cache_fd_of lc3 /var/tmp >/dev/null || fail "default cache directory is not /var/tmp"
 stop_nbdkit lc3
 

@@ -67,9 +67,9 @@ def run_conn(uri, i, region, model, deadline, seed, totals, lock):
             nbytes += n
         h.flush()
         counts["flush"] += 1
-    except nbd.Error as e:
+    except Exception as e:  # nbd.Error, or anything else: counted, never lost with the thread
         errors += 1
-        first_error = first_error or "conn %d: %s" % (i, e)
+        first_error = first_error or "conn %d: %s: %s" % (i, type(e).__name__, e)
     finally:
         try:
             h.shutdown()

@@ -40,6 +40,24 @@ TUNABLES=glibc.malloc.mmap_threshold=131072
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 fds_of() { ls "/proc/$1/fd" | wc -l; }
 fd_list() { for fd in /proc/"$1"/fd/*; do echo "${fd##*/} $(readlink "$fd" 2>/dev/null)"; done; }
+socket_fds() { fd_list "$1" | grep -c ' socket:' || true; }
+# Waits (up to 30 s) until nbdkit has closed every client connection: no
+# socket but the listening ones, and its fd count steady for 0.3 s.
+settle() {   # pid listening-sockets
+  local i last="" now steady=0
+  for ((i = 0; i < 300; i++)); do
+    now="$(fds_of "$1")"
+    if [[ "$(socket_fds "$1")" -le "$2" && "$now" == "$last" ]]; then
+      steady=$((steady + 1))
+      ((steady >= 3)) && return 0
+    else
+      steady=0
+    fi
+    last="$now"
+    sleep 0.1
+  done
+  fail "nbdkit still holds client sockets 30 s after the clients left: $(fd_list "$1" | grep socket:)"
+}
 
 # One round: CONNS new connections for ROUND_SECS, all closed at its end.
 # Appends the client's figures to $WORK/NAME.figures.
@@ -49,7 +67,7 @@ round() {   # name seed
     tail -n 12 "$WORK/$1.figures" >&2
     fail "$1: errors or mismatches under load (round $2)"
   }
-  sleep 0.3   # let nbdkit finish closing the connections
+  settle "$(pid_of "$1")" "$LISTEN_SOCKETS"
 }
 
 load_run() {   # name mode measured_rounds
@@ -60,6 +78,7 @@ load_run() {   # name mode measured_rounds
     cache="$mode" cache-max-size=8M cache-on-read=true cache-dir="$WORK/cache-$name"
   local pid
   pid="$(pid_of "$name")"
+  LISTEN_SOCKETS="$(socket_fds "$pid")"
   (
     while kill -0 "$pid" 2>/dev/null; do
       echo "$(rss_kib "$pid" 2>/dev/null) $(fds_of "$pid" 2>/dev/null)"
