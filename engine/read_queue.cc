@@ -59,6 +59,7 @@ absl::Status ReadQueue::Init() {
   free_.reserve(depth_);
   for (unsigned i = depth_; i-- > 0;) free_.push_back(i);
   done_batch_.reserve(depth_);
+  deferred_.reserve(depth_);
   MutexLock lock(&mu_);
   slow_todo_.reserve(depth_);
   slow_done_.reserve(depth_);
@@ -111,6 +112,7 @@ int ReadQueue::Read(void* buf, uint32_t count, uint64_t offset, DoneFn done, voi
     sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, slot);
     fast_hits_++;
+    fast_in_flight_++;
     return 0;
   }
   ToWorkers(slot);
@@ -128,13 +130,11 @@ void ReadQueue::ToWorkers(uint32_t slot) {
           StartThread(&engine_.cache_faults_.fail_thread_starts, [this] { WorkerLoop(); }));
   } catch (const std::system_error&) {
     // Out of threads: make do with those running; with none, serve the
-    // read here, synchronously, rather than lose it.
+    // read on this thread rather than lose it: now, or once the fast hits
+    // in flight have let go of their pins (see deferred_).
     if (workers_.empty()) {
-      Op& op = ops_[slot];
-      op.err = engine_.Read(origin_, op.buf, op.count, op.offset);
-      if (op.err) op.message = LastError();
-      MutexLock lock(&mu_);
-      slow_done_.push_back(slot);
+      if (fast_in_flight_ == 0) ServeHere(slot);
+      else deferred_.push_back(slot);
       return;
     }
   }
@@ -143,6 +143,24 @@ void ReadQueue::ToWorkers(uint32_t slot) {
     slow_todo_.push_back(slot);
   }
   work_cv_.Signal();
+}
+
+void ReadQueue::ServeHere(uint32_t slot) {
+  Op& op = ops_[slot];
+  op.err = engine_.Read(origin_, op.buf, op.count, op.offset);
+  if (op.err) op.message = LastError();
+  MutexLock lock(&mu_);
+  slow_done_.push_back(slot);
+}
+
+bool ReadQueue::ServeDeferred() {
+  if (deferred_.empty() || fast_in_flight_ > 0) return false;
+  std::vector<uint32_t> todo;
+  todo.swap(deferred_);
+  for (uint32_t slot : todo) ServeHere(slot);
+  todo.clear();
+  deferred_.swap(todo);  // keeps the reserved capacity
+  return true;
 }
 
 void ReadQueue::WorkerLoop() {
@@ -201,6 +219,7 @@ void ReadQueue::HandleCqe(uint64_t user_data, int res) {
   }
   const uint32_t slot = static_cast<uint32_t>(user_data);
   Op& op = ops_[slot];
+  fast_in_flight_--;
   bool ok = res >= 0 && static_cast<uint32_t>(res) == op.count;
   if (ok && engine_.cache_faults_.Next(/*write=*/false) != 0) ok = false;  // tests
   engine_.UnpinHits(op.count, op.offset, /*failed=*/!ok);
@@ -235,6 +254,7 @@ unsigned ReadQueue::Wait(unsigned min_complete) {
     // worker can start), and nothing would wake the sleep below for it.
     while (DrainSlowDone() > 0) {
     }
+    if (ServeDeferred()) continue;
     ArmWake();
     // Collect what has completed without entering the kernel. The CQEs are
     // released before any callback runs, as a callback may queue reads.

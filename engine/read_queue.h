@@ -105,6 +105,8 @@ class ReadQueue {
   void HandleCqe(uint64_t user_data, int res);
   void ArmWake();
   void ToWorkers(uint32_t slot);
+  void ServeHere(uint32_t slot);
+  bool ServeDeferred();
   void WorkerLoop();
   unsigned DrainSlowDone();
 
@@ -123,6 +125,11 @@ class ReadQueue {
   std::vector<uint32_t> free_;       // free op slots
   unsigned in_flight_ = 0;
   unsigned slow_in_flight_ = 0;      // of in_flight_, with the workers
+  unsigned fast_in_flight_ = 0;      // of in_flight_, fast hits (their blocks pinned)
+  // Reads to serve on this thread (no worker could start) once no fast hit
+  // holds pins: served meanwhile, such a read could wait for a block that a
+  // writer has pinned while the writer waits for one of those pins.
+  std::vector<uint32_t> deferred_;
   unsigned completed_in_call_ = 0;   // callbacks run in the current Wait
   uint64_t fast_hits_ = 0, worker_reads_ = 0;
   std::vector<uint32_t> done_batch_; // reused by DrainSlowDone
