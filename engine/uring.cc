@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -115,11 +116,25 @@ void Ring::StartBatchIfNeeded() {
   }
 }
 
+bool Ring::SubmitAndReap() {
+  const int r = io_uring_submit_and_wait(&ring_, 1);
+  if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+    FailUnreported(r);
+    return false;
+  }
+  if (r < 0 && io_uring_cq_ready(&ring_) == 0) {
+    // io_uring_wait_cqe would not submit: waiting here with the SQEs still
+    // queued could wait for ever.
+    if (r != -EINTR) usleep(1000);
+    return true;
+  }
+  while (in_flight_ > 0 && io_uring_cq_ready(&ring_) > 0) ReapOne(false);
+  return true;
+}
+
 io_uring_sqe* Ring::NextSqe() {
   // Keep completions within the CQ: never more than `entries_` in flight.
-  while (in_flight_ >= entries_) {
-    io_uring_submit(&ring_);
-    ReapOne(true);
+  while (in_flight_ >= entries_ && SubmitAndReap()) {
   }
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   if (sqe == nullptr) {
@@ -163,15 +178,8 @@ void Ring::Submit() { io_uring_submit(&ring_); }
 const std::vector<std::pair<uint64_t, int>>& Ring::WaitAll() {
   if (!batch_open_) done_.clear();  // nothing queued since the last WaitAll
   batch_open_ = false;
-  while (in_flight_ > 0) {
-    // One syscall submits and waits; then take whatever else is ready.
-    int r = io_uring_submit_and_wait(&ring_, 1);
-    if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-      FailUnreported(r);
-      break;
-    }
-    ReapOne(true);
-    while (in_flight_ > 0 && io_uring_cq_ready(&ring_) > 0) ReapOne(false);
+  // One system call submits and waits; then it takes whatever else is ready.
+  while (in_flight_ > 0 && SubmitAndReap()) {
   }
   pending_.clear();
   tags_.clear();

@@ -53,6 +53,10 @@ class Ring {
   Ring() = default;
   io_uring_sqe* NextSqe();
   void ReapOne(bool wait);
+  // Submits what is queued and reaps what has completed, at least one op
+  // unless the kernel refused the submission for a moment (EAGAIN, EBUSY:
+  // then it backs off, the SQEs stay queued). False after a hard error.
+  bool SubmitAndReap();
   void QueueTransfer(uint8_t* buf, uint32_t len, uint64_t offset, bool write, uint64_t tag);
   // Fills `sqe` with the read or write that slot `slot` still has to do.
   void PrepTransfer(io_uring_sqe* sqe, uint64_t slot);
