@@ -142,6 +142,10 @@ absl::Status EngineImpl::ProbeRing() {
 }
 
 absl::Status EngineImpl::SetSize(uint64_t size, Backend* origin) {
+  // The largest file offset (off_t); past it block counts and ends overflow.
+  if (size > static_cast<uint64_t>(INT64_MAX))
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "disk size %u is larger than the largest file offset (%d)", size, INT64_MAX));
   MutexLock lock(&size_mu_);
   const uint64_t old_size = size_.load();
   // A request planned under the old size may still reach the tail block

@@ -164,7 +164,8 @@ class EngineImpl {
   // block of the plans that may need one (a partial block, the last block,
   // which a resize may have made partial, and with direct-io any block whose
   // piece of `buf` is unaligned; `buf` null: a zero). 0, or ENOMEM with a
-  // message.
+  // message. (A block that a shrink made the disk's new partial tail after
+  // planning may still take one more, allocated then.)
   int ReserveBounces(ThreadContext* ctx, const uint8_t* buf, uint64_t offset, const char* what);
   // 0 if [offset, offset+count) is inside the disk; else sets the message
   // ("<what> of N bytes at offset O is past the end") and returns err.
