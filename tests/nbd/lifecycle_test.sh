@@ -39,7 +39,13 @@ nbdsh_on lc2 <<'PY'
 for _ in range(3):
     assert h.pread(1048576, 0) == bytes(1048576)
 PY
+# The connection's end (finalize) writes the stats too: wait for that, remove
+# the file, and only unload can bring it back.
+for ((i = 0; i < 200; i++)); do [[ -s "$WORK/lc2.stats" ]] && break; sleep 0.05; done
+[[ -s "$WORK/lc2.stats" ]] || fail "no stats file after the connection ended"
+rm -f "$WORK/lc2.stats"
 stop_nbdkit lc2
+[[ -s "$WORK/lc2.stats" ]] || fail "no stats file written at unload"
 [[ -z "$(ls -A "$WORK/lc/relcd")" ]] || fail "files left after exit: $(ls -A "$WORK/lc/relcd")"
 [[ "$(stat_of lc2 hits)" -ge 32 ]] || fail "stats at unload: hits=$(stat_of lc2 hits), want >= 32"
 [[ "$(stat_of lc2 misses)" -ge 16 ]] || fail "stats at unload: misses=$(stat_of lc2 misses)"
