@@ -41,6 +41,30 @@ void RecordDone(void* user, int err) {
   if (err) r->message = LastError();
 }
 
+// A hang cannot be unwound into a test failure: unless Done() is called
+// within 20 s, this prints `what` and ends the test process.
+class HangWatchdog {
+ public:
+  explicit HangWatchdog(const char* what)
+      : thread_([this, what] {
+          for (int i = 0; i < 200 && !done_.load(); i++)
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          if (!done_.load()) {
+            fprintf(stderr, "FAIL: %s\n", what);
+            _exit(1);
+          }
+        }) {}
+  ~HangWatchdog() { Done(); }
+  void Done() {
+    done_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
 class ReadQueueTest : public ::testing::TestWithParam<bool> {
  protected:
   void Open(uint64_t size, std::vector<std::string> extra = {}) {
@@ -257,18 +281,9 @@ TEST_P(ReadQueueTest, ZeroLengthReadQueuedByACallbackCompletes) {
   ZeroLengthChain chain{queue_.get(), {}, {}};
   engine_->cache_faults().fail_thread_starts = true;
   ASSERT_EQ(queue_->Read(buf, 4096, 8 * 4096, QueueZeroLengthRead, &chain), 0);
-  std::atomic<bool> returned{false};
-  std::thread watchdog([&] {
-    for (int i = 0; i < 200 && !returned.load(); i++)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (!returned.load()) {
-      fprintf(stderr, "FAIL: Wait(2) still asleep after 20 s with both reads complete\n");
-      _exit(1);
-    }
-  });
+  HangWatchdog watchdog("Wait(2) still asleep after 20 s with both reads complete");
   const unsigned n = queue_->Wait(2);
-  returned = true;
-  watchdog.join();
+  watchdog.Done();
   engine_->cache_faults().fail_thread_starts = false;
   EXPECT_EQ(n, 2u);
   EXPECT_EQ(chain.first.calls, 1);
@@ -297,19 +312,10 @@ TEST_P(ReadQueueTest, AReadServedWithoutWorkersWaitsForTheQueuesFastHits) {
     EXPECT_EQ(engine_->Write(*origin_, data, sizeof data, 0, 0), 0) << LastError();
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the writer pins block 0
-  std::atomic<bool> returned{false};
-  std::thread watchdog([&] {
-    for (int i = 0; i < 200 && !returned.load(); i++)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (!returned.load()) {
-      fprintf(stderr, "FAIL: a read served without workers deadlocked with a writer\n");
-      _exit(1);
-    }
-  });
+  HangWatchdog watchdog("a read served without workers deadlocked with a writer");
   ASSERT_EQ(queue_->Read(buf0, 4096, 0, RecordDone, &r0), 0);
   while (queue_->in_flight() > 0) queue_->Wait(1);
-  returned = true;
-  watchdog.join();
+  watchdog.Done();
   writer.join();
   engine_->cache_faults().fail_thread_starts = false;
   EXPECT_EQ(r0.calls, 1);
