@@ -60,7 +60,9 @@ crash_round() {   # name mode [extra filter params...]
   cache_fd_of "$name" "$cache" >/dev/null || fail "$name: no cache file open under $cache"
   [[ -z "$(ls -A "$cache")" ]] || fail "$name: cache file visible: $(ls -A "$cache")"
 
-  timeout 60 $PY "$WRITERS" write "$(uri "$name")" "$log" "$mode" 8 &
+  # The writers would go on for 50 s: the kill below must cut every one of
+  # them off in the middle of its stream.
+  timeout 60 $PY "$WRITERS" write "$(uri "$name")" "$log" "$mode" 50 >"$WORK/$name.wout" &
   local client=$!
   local flushes=0
   [[ "$mode" == writeback ]] && flushes=3
@@ -70,7 +72,10 @@ crash_round() {   # name mode [extra filter params...]
   kill -9 "$pid"
   local killed_at_writes
   killed_at_writes="$(count_lines "$log" W)"
-  wait "$client" || fail "$name: the writer client failed"
+  wait "$client" || fail "$name: the writer client failed: $(cat "$WORK/$name.wout")"
+  cat "$WORK/$name.wout"
+  grep -q "ended by: server gone$" "$WORK/$name.wout" ||
+    fail "$name: the writers were not all cut off by the kill: $(cat "$WORK/$name.wout")"
   rm -f "$WORK/$name.pid"
   # The process is gone once waitpid reaped it; nbdkit is not our child, so
   # poll.
