@@ -279,7 +279,10 @@ TEST_F(Fault, FailedFetchOfOtherRequestKindFailsJoinedReader) {
           first_result = starter == 0 ? engine_->Prefetch(*origin_, B, 3 * B)
                                       : Write(3 * B + 10, 10, 0x77);
         });
-        usleep(10 * 1000);
+        // The reader comes once the first request's fetch is at the origin
+        // (holding the block), so that it joins that fetch.
+        for (int i = 0; i < 5000 && origin_->in_flight.load() == 0; i++) usleep(1000);
+        EXPECT_GT(origin_->in_flight.load(), 0) << "the first request never reached the origin";
         std::vector<uint8_t> buf(B, 0xEE);
         int r = engine_->Read(*origin_, buf.data(), B, 3 * B);
         first.join();
