@@ -20,14 +20,24 @@ nbdsh_on lc1 <<'PY'
 h.pwrite(b"q" * 1048576, 0)
 assert h.pread(1048576, 0) == b"q" * 1048576
 PY
-# kill -9 in the middle of a stream of writes.
+# kill -9 in the middle of a stream of writes: once the cache file has grown
+# past the first megabyte, while nbdcopy still writes.
+cache_fd="$(cache_fd_of lc1 "$WORK/lc/rel")"
+blocks0="$(stat -L -c %b "$cache_fd")"
 timeout 60 nbdcopy -- [ nbdkit random 64M seed=1 ] "$(uri lc1)" &
 copier=$!
-sleep 0.3
+for ((i = 0; i < 200; i++)); do
+  (($(stat -L -c %b "$cache_fd" 2>/dev/null || echo 0) > blocks0)) && break
+  sleep 0.05
+done
+(($(stat -L -c %b "$cache_fd") > blocks0)) || fail "nbdcopy wrote nothing into the cache in 10 s"
+kill -0 "$copier" 2>/dev/null || echo "note: nbdcopy had finished before the kill"
 kill -9 "$(pid_of lc1)"
 wait "$copier" 2>/dev/null || true
-sleep 0.1
+for ((i = 0; i < 100; i++)); do kill -0 "$(pid_of lc1)" 2>/dev/null || break; sleep 0.05; done
 [[ -z "$(ls -A "$WORK/lc/rel")" ]] || fail "files left after kill -9: $(ls -A "$WORK/lc/rel")"
+held="$(find /proc/[0-9]*/fd -lname "$WORK/lc/rel/*" 2>/dev/null || true)"
+[[ -z "$held" ]] || fail "the cache file is still open after kill -9: $held"
 rm -f "$WORK/lc1.pid"
 
 echo "== relative cache-dir, daemonised, normal exit, stats at unload"
