@@ -51,6 +51,13 @@ uint8_t* BufferCache::Get() {
   return AllocAligned(block_size_);
 }
 
+void BufferCache::Trim() {
+  while (free_.size() > kKeep) {
+    FreeAligned(free_.back());
+    free_.pop_back();
+  }
+}
+
 void BufferCache::Put(uint8_t* buf) {
   if (free_.size() < kKeep) free_.push_back(buf);
   else FreeAligned(buf);

@@ -31,12 +31,27 @@ class BufferCache {
   bool Reserve(size_t n);
   uint8_t* Get();
   void Put(uint8_t* buf);
+  // Frees what a Reserve left beyond the few buffers kept for reuse.
+  void Trim();
 
  private:
   static constexpr size_t kKeep = 2;  // per thread: nbdkit runs 16 threads per connection
   uint32_t block_size_;
   CacheFaults* faults_;
   std::vector<uint8_t*> free_;
+};
+
+// Trims a BufferCache when it goes out of scope: a request that reserved more
+// buffers than it took leaves no more than the cache keeps.
+class BufferTrim {
+ public:
+  explicit BufferTrim(BufferCache& cache) : cache_(cache) {}
+  ~BufferTrim() { cache_.Trim(); }
+  BufferTrim(const BufferTrim&) = delete;
+  BufferTrim& operator=(const BufferTrim&) = delete;
+
+ private:
+  BufferCache& cache_;
 };
 
 }  // namespace ringcache

@@ -295,7 +295,7 @@ int EngineImpl::ReserveBounces(ThreadContext* ctx, const uint8_t* buf, uint64_t 
   size_t n = 0;
   for (size_t i = 0; i < plans.size(); i++) {
     const BlockPlan& p = plans[i];
-    n += p.begin != 0 || p.end != p.len || i + 1 == plans.size() ||
+    n += p.begin != 0 || p.end != p.len ||
          (buf && NeedsAlignment(buf + (p.block * bs_ + p.begin - offset), 0, p.len));
   }
   if (ctx->buffers.Reserve(n)) return 0;

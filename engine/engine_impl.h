@@ -161,11 +161,11 @@ class EngineImpl {
   }
   bool NeedsAlignment(const void* ptr, uint64_t off, uint64_t len) const;
   // Before any pin: makes sure the thread has a bounce buffer for every
-  // block of the plans that may need one (a partial block, the last block,
-  // which a resize may have made partial, and with direct-io any block whose
-  // piece of `buf` is unaligned; `buf` null: a zero). 0, or ENOMEM with a
-  // message. (A block that a shrink made the disk's new partial tail after
-  // planning may still take one more, allocated then.)
+  // block of the plans that may need one (a partial block, and with
+  // direct-io any block whose piece of `buf` is unaligned; `buf` null: a
+  // zero). 0, or ENOMEM with a message. The caller trims the unused ones
+  // when it returns (BufferTrim). (A block that a shrink made the disk's new
+  // partial tail after planning may still take one more, allocated then.)
   int ReserveBounces(ThreadContext* ctx, const uint8_t* buf, uint64_t offset, const char* what);
   // 0 if [offset, offset+count) is inside the disk; else sets the message
   // ("<what> of N bytes at offset O is past the end") and returns err.

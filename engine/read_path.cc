@@ -45,6 +45,7 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
   ThreadContext* ctx =
       BeginRequest(sync_fill ? "cache request" : "read", offset, count, EINVAL, &ctx_err);
   if (ctx == nullptr) return ctx_err;
+  BufferTrim trim(ctx->buffers);
   if (int err = ReserveBounces(ctx, buf, offset, sync_fill ? "cache request" : "read")) return err;
   Ring* ring = ctx->ring.get();
   std::vector<BlockPlan>& plans = ctx->plans;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <exception>
 #include <system_error>
 #include <utility>
 
@@ -101,7 +102,9 @@ int ReadQueue::Read(void* buf, uint32_t count, uint64_t offset, DoneFn done, voi
     return 0;
   }
   uint64_t file_offset = 0;
-  if (engine_.PinHits(buf, count, offset, &file_offset)) {
+  // While reads wait for the fast hits to let go of their pins, no new fast
+  // hit may pin more: a stream of them could keep those reads waiting.
+  if (deferred_.empty() && engine_.PinHits(buf, count, offset, &file_offset)) {
     // The request's blocks lie in order in the cache file: one read.
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (sqe == nullptr) {  // cannot happen: the ring has depth + 1 entries
@@ -147,10 +150,17 @@ void ReadQueue::ToWorkers(uint32_t slot) {
 
 void ReadQueue::ServeHere(uint32_t slot) {
   Op& op = ops_[slot];
-  op.err = engine_.Read(origin_, op.buf, op.count, op.offset);
-  if (op.err) op.message = LastError();
+  try {
+    op.err = engine_.Read(origin_, op.buf, op.count, op.offset);
+    if (op.err) op.message = LastError();
+  } catch (const std::exception&) {
+    // Out of memory (a thread context, a message): the read fails, and
+    // Wait goes on with the others rather than lose track of them.
+    op.err = ENOMEM;
+    op.message.clear();
+  }
   MutexLock lock(&mu_);
-  slow_done_.push_back(slot);
+  slow_done_.push_back(slot);  // reserved to depth_: does not allocate
 }
 
 bool ReadQueue::ServeDeferred() {
@@ -204,7 +214,10 @@ void ReadQueue::Complete(uint32_t slot, int err, const std::string* message) {
   Op& op = ops_[slot];
   DoneFn done = op.done;
   void* user = op.user;
-  if (err) SetLastError(message ? *message : std::string("ringcache: read failed"));
+  if (err)
+    SetLastError(message && !message->empty()
+                     ? *message
+                     : absl::StrFormat("ringcache: read failed: %s", strerror(err)));
   engine_.LatencyRecorderFor(LatencyOp::kRead).Record(MonotonicNanos() - op.start_ns);
   free_.push_back(slot);
   in_flight_--;

@@ -38,6 +38,7 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
   int ctx_err = 0;
   ThreadContext* ctx = BeginRequest(zero ? "zero" : "write", offset, count, ENOSPC, &ctx_err);
   if (ctx == nullptr) return ctx_err;
+  BufferTrim trim(ctx->buffers);
   if (int err = ReserveBounces(ctx, buf, offset, zero ? "zero" : "write")) return err;
   Ring* ring = ctx->ring.get();
   std::vector<BlockPlan>& plans = ctx->plans;
