@@ -442,6 +442,7 @@ void EngineImpl::SetLimits(uint64_t max_blocks, unsigned high_pct, unsigned low_
 }
 
 void EngineImpl::OnCacheFull() {
+  MutexLock lock(&limits_mu_);
   uint64_t used = static_cast<uint64_t>(std::max<int64_t>(1, used_blocks_.load()));
   uint64_t cur = max_blocks_.load();
   if (cur != 0 && cur <= used) return;  // already limited at or below this

@@ -295,6 +295,9 @@ class EngineImpl {
   std::unique_ptr<FillWriter> fill_writer_;
   std::shared_ptr<PerThread<ThreadContext>> threads_;
   Mutex size_mu_;
+  // Serialises the limit a full file system teaches (OnCacheFull): two at
+  // once could leave the high mark of one and the low mark of the other.
+  Mutex limits_mu_;
   CounterSlot counters_[16];
   uint8_t* zero_block_ = nullptr;  // bs_ zero bytes, aligned
 

@@ -268,7 +268,9 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
         break;
       }
       case Act::kThrough:
-        p.new_state = (p.err && (old & kDirty)) ? old : 0;
+        // A failed origin write leaves a dirty block as it was: dropping it
+        // would lose what an earlier, acknowledged write put there.
+        p.new_state = ((p.err || (through && origin_err)) && (old & kDirty)) ? old : 0;
         break;
       default:
         p.new_state = old;

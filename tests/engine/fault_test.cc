@@ -175,6 +175,26 @@ TEST_F(Fault, OutOfMemoryForABounceBufferFailsThePartialWriteOnly) {
   EXPECT_EQ(engine_->GetStats().blocks_dirty, 0u);
 }
 
+// A full cache (every block dirty, the origin refusing write-backs) and an
+// acknowledged zero of block 0 still in the cache: a FUA write of all of
+// block 0 finds no space, goes to the origin, and fails there. The zero must
+// stay dirty and reach the origin at the next flush (it was dropped).
+TEST_F(Fault, FailedFuaWriteThroughAFullCacheKeepsADirtyZero) {
+  ASSERT_NO_FATAL_FAILURE(Open(512 * 4096, {"cache=writeback", "cache-max-size=1M"}));
+  ASSERT_EQ(B, 4096u);
+  ASSERT_EQ(engine_->Zero(*origin_, B, 0, 0), 0) << LastError();
+  std::memset(ref_.data(), 0, B);
+  origin_->fail_writes = true;
+  origin_->fail_zeroes = true;
+  for (uint64_t b = 1; b <= 256; b++) ASSERT_EQ(Write(b * B, B, 0x40 + b % 64), 0) << b;
+  EXPECT_EQ(Write(0, B, 0x7E, kFlagFua), EIO);
+  EXPECT_TRUE(ReadMatches(0, B)) << "the acknowledged zero of block 0 was lost";
+  origin_->fail_writes = false;
+  origin_->fail_zeroes = false;
+  ASSERT_EQ(engine_->Flush(*origin_), 0) << LastError();
+  EXPECT_TRUE(OriginMatches(ref_));
+}
+
 TEST_F(Fault, FailedOriginFlushIsReportedAndRetried) {
   for (const char* mode : {"cache=writeback", "cache=writethrough"}) {
     SCOPED_TRACE(mode);
