@@ -13,7 +13,8 @@
 //   BM_Write4K    4K random writes into cached blocks, in each cache mode.
 //   BM_Flush      one flush of N dirty 64K blocks (single thread).
 //
-// Counters: IOPS (rate over wall time, all threads), bytes_per_second, and
+// Counters: IOPS (all threads' operations over the wall time from the first
+// operation to the last thread's end), bytes_per_second, and
 // per family what proves the figure honest (misses during a hit run, the
 // origin's peak concurrency, origin writes per flush).
 //
@@ -25,6 +26,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <algorithm>
 #include <atomic>
@@ -168,9 +170,61 @@ std::string Label(const Bed& bed) {
                          bed.params.direct_io ? 1 : 0);
 }
 
-void SetRateCounters(benchmark::State& state, uint32_t io_size) {
-  state.counters["IOPS"] = benchmark::Counter(static_cast<double>(state.iterations()),
-                                              benchmark::Counter::kIsRate);
+uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// IOPS over the wall time of a run: every thread's operations over the time
+// from the first thread's first operation to the last thread's end. (Google
+// Benchmark's rate counters divide by the threads' average time, which
+// overstates the rate when the threads end at different times.) Thread 0
+// resets it before its timed loop; the others touch it only after the loop
+// has started, which Google Benchmark starts on all threads together.
+struct RunClock {
+  std::atomic<uint64_t> first_ns{UINT64_MAX}, last_ns{0}, ops{0};
+  std::atomic<int> finished{0};
+  void Reset() {
+    first_ns = UINT64_MAX;
+    last_ns = 0;
+    ops = 0;
+    finished = 0;
+  }
+};
+RunClock g_run_clock;
+
+// One thread's start: Tick() at the top of every iteration records the first.
+class ThreadClock {
+ public:
+  void Tick() {
+    if (start_ns_ == 0) start_ns_ = NowNs();
+  }
+  uint64_t start_ns() const { return start_ns_; }
+
+ private:
+  uint64_t start_ns_ = 0;
+};
+
+// On every thread, after its timed loop: IOPS (set by the thread that ends
+// last, 0 on the others: counters are summed over threads) and bytes/s.
+void SetRateCounters(benchmark::State& state, uint32_t io_size, const ThreadClock& clock) {
+  const uint64_t end = NowNs();
+  RunClock& run = g_run_clock;
+  run.ops += state.iterations();
+  if (clock.start_ns() != 0) {
+    uint64_t first = run.first_ns.load();
+    while (clock.start_ns() < first && !run.first_ns.compare_exchange_weak(first, clock.start_ns())) {
+    }
+  }
+  uint64_t last = run.last_ns.load();
+  while (end > last && !run.last_ns.compare_exchange_weak(last, end)) {
+  }
+  double iops = 0;
+  if (run.finished.fetch_add(1) + 1 == state.threads() && run.last_ns > run.first_ns)
+    iops = static_cast<double>(run.ops.load()) * 1e9 /
+           static_cast<double>(run.last_ns.load() - run.first_ns.load());
+  state.counters["IOPS"] = iops;
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * io_size);
 }
 
@@ -193,8 +247,9 @@ Params HitParams(const benchmark::State& state) {
 // The end of a hit run, on every thread: rate counters; on thread 0 the
 // misses during the run (a hit benchmark that missed would measure the
 // origin: show it) and the label.
-void FinishHitRun(benchmark::State& state, const std::string& label_suffix) {
-  SetRateCounters(state, k4K);
+void FinishHitRun(benchmark::State& state, const std::string& label_suffix,
+                  const ThreadClock& clock) {
+  SetRateCounters(state, k4K, clock);
   if (state.thread_index() == 0 && g_hit_bed && g_hit_bed->engine) {
     state.counters["misses"] =
         static_cast<double>(g_hit_bed->engine->GetStats().misses - g_hit_misses_before);
@@ -216,11 +271,16 @@ void PrepareHitBed(benchmark::State& state, const Params& p) {
 
 void BM_Hit4K(benchmark::State& state) {
   const Params p = HitParams(state);
-  if (state.thread_index() == 0) PrepareHitBed(state, p);
+  if (state.thread_index() == 0) {
+    PrepareHitBed(state, p);
+    g_run_clock.Reset();
+  }
   AlignedBuffer buf(k4K);
   Random rng(state.thread_index() + 1);
   const uint64_t slots = p.origin_size / k4K;
+  ThreadClock clock;
   for (auto _ : state) {
+    clock.Tick();
     Bed* bed = g_hit_bed.get();
     if (!bed || !bed->error.empty()) {
       state.SkipWithError("no engine");
@@ -232,7 +292,7 @@ void BM_Hit4K(benchmark::State& state) {
       break;
     }
   }
-  FinishHitRun(state, "");
+  FinishHitRun(state, "", clock);
 }
 
 // Hits through a ReadQueue: each completion queues the next random read from
@@ -257,7 +317,10 @@ void QueueSlotDone(void* user, int err) {
 void BM_QueueHit4K(benchmark::State& state) {
   const Params p = HitParams(state);
   const unsigned depth = static_cast<unsigned>(state.range(2));
-  if (state.thread_index() == 0) PrepareHitBed(state, p);
+  if (state.thread_index() == 0) {
+    PrepareHitBed(state, p);
+    g_run_clock.Reset();
+  }
   // (Google Benchmark starts the timed loop of all threads together, after
   // thread 0 has set the bed up.)
   Random rng(state.thread_index() + 1);
@@ -266,7 +329,9 @@ void BM_QueueHit4K(benchmark::State& state) {
   std::unique_ptr<ReadQueue> queue;
   std::vector<QueueSlot> slots(depth);
   unsigned ready = 0;
+  ThreadClock clock;
   for (auto _ : state) {
+    clock.Tick();
     if (!queue) {
       Bed* bed = g_hit_bed.get();
       if (!bed || !bed->error.empty()) {
@@ -300,7 +365,7 @@ void BM_QueueHit4K(benchmark::State& state) {
   // show how many did (summed over threads).
   if (queue) state.counters["worker_reads"] = static_cast<double>(queue->worker_reads());
   queue.reset();  // completes what is in flight
-  FinishHitRun(state, absl::StrFormat(" depth=%u", depth));
+  FinishHitRun(state, absl::StrFormat(" depth=%u", depth), clock);
 }
 
 // ---------------------------------------------------------------------------
@@ -319,11 +384,14 @@ void BM_Miss64K(benchmark::State& state) {
     p.origin_size = kMissOriginBytes;
     g_miss_bed = OpenBed(p);
     g_next_block = 0;
+    g_run_clock.Reset();
     if (!g_miss_bed->error.empty()) state.SkipWithError(g_miss_bed->error.c_str());
     else g_miss_bed->origin->latency_us = static_cast<uint32_t>(state.range(1));
   }
   AlignedBuffer buf(k64K);
+  ThreadClock clock;
   for (auto _ : state) {
+    clock.Tick();
     Bed* bed = g_miss_bed.get();
     if (!bed || !bed->error.empty()) {
       state.SkipWithError("no engine");
@@ -336,7 +404,7 @@ void BM_Miss64K(benchmark::State& state) {
       break;
     }
   }
-  SetRateCounters(state, k64K);
+  SetRateCounters(state, k64K, clock);
   if (state.thread_index() == 0 && g_miss_bed && g_miss_bed->engine) {
     Stats s = g_miss_bed->engine->GetStats();
     state.counters["misses"] = static_cast<double>(s.misses);
@@ -367,11 +435,14 @@ void BM_Write4K(benchmark::State& state) {
     }
     if (!g_write_bed->error.empty()) state.SkipWithError(g_write_bed->error.c_str());
     else g_write_bed->origin->latency_us = latency_us;
+    g_run_clock.Reset();
   }
   AlignedBuffer buf(k4K);
   Random rng(state.thread_index() + 101);
   const uint64_t slots = p.origin_size / k4K;
+  ThreadClock clock;
   for (auto _ : state) {
+    clock.Tick();
     Bed* bed = g_write_bed.get();
     if (!bed || !bed->error.empty()) {
       state.SkipWithError("no engine");
@@ -383,7 +454,7 @@ void BM_Write4K(benchmark::State& state) {
       break;
     }
   }
-  SetRateCounters(state, k4K);
+  SetRateCounters(state, k4K, clock);
   if (state.thread_index() == 0 && g_write_bed && g_write_bed->engine) {
     state.SetLabel(Label(*g_write_bed) + absl::StrFormat(" origin_latency_us=%u", latency_us));
   }

@@ -4,8 +4,9 @@
 # The engine reads 4K random hits of an O_DIRECT cache file (default shards)
 # two ways: BM_QueueHit4K (a ReadQueue per thread, 16 or 32 reads in flight
 # per thread, like fio's iodepth; best of 1, 2, 4 threads) and BM_Hit4K (one
-# synchronous Engine::Read at a time per thread; best of 1..64 threads). The
-# ratio is the better of the two against fio's best shape.
+# synchronous Engine::Read at a time per thread; best of 1..64 threads), each
+# shape the median of 3 repetitions. The ratio is the better of the two
+# against fio's best shape (with fio's defaults or batched, see fio_raw.sh).
 #
 # usage: bench/engine_vs_raw.sh [--figures-only]
 #   --figures-only prints "RAW_IOPS ENGINE_IOPS ENGINE_THREADS ENGINE_DEPTH"
@@ -28,8 +29,9 @@ raw=$("$ROOT/bench/fio_raw.sh")
 json=$(mktemp "${TMPDIR:-/tmp}/engine_bench.XXXXXX.json")
 trap 'rm -f "$json"' EXIT
 # Both the O_DIRECT and the buffered cache file, default shards.
-"$BIN" --benchmark_filter='^BM_(Queue)?Hit4K/shards:0/' --benchmark_out="$json" \
-  --benchmark_out_format=json >&2
+# Three repetitions of every shape; the best shape's median counts.
+"$BIN" --benchmark_filter='^BM_(Queue)?Hit4K/shards:0/' --benchmark_repetitions=3 \
+  --benchmark_out="$json" --benchmark_out_format=json >&2
 best() { /usr/bin/python3 "$ROOT/bench/lib/gbench_best.py" "$json" "$1"; }
 read -r engine threads depth < <(best '^BM_(Queue)?Hit4K/shards:0/direct:1/')
 read -r sync sync_threads _ < <(best '^BM_Hit4K/shards:0/direct:1/')

@@ -96,6 +96,7 @@ cleanup() {
   remove_origins
   rm -rf "$WORK"
 }
+ORIGIN_FILES=()   # before the trap: its cleanup reads it
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 : >"$LOG"
@@ -124,7 +125,6 @@ remove_origins() {
   [ ${#ORIGIN_FILES[@]} -eq 0 ] || rm -f "${ORIGIN_FILES[@]}"
   ORIGIN_FILES=()
 }
-ORIGIN_FILES=()
 
 log() { echo "$(date +%T) $*" >>"$LOG"; }
 
@@ -271,13 +271,22 @@ run_rounds() {
 }
 
 row_warm() {
-  local v
+  local v stats="$WORK/warm-ringcache.stats" misses
   for v in $VARIANTS; do
+    # ringcache's stats tell whether its rounds were all hits: a prefill
+    # fill skipped while its writer was full would be a miss later.
+    [ "$v" != ringcache ] || export RINGCACHE_STATS_FILE=$stats
     start_variant "$v" "cache=writeback cache-on-read=true" "" pattern size=256M
+    unset RINGCACHE_STATS_FILE
     run_fio "warm-prefill-$v" --rw=read --bs=1m --iodepth=4 --numjobs=1 >/dev/null
   done
   run_rounds warm --rw=randread --bs=4k --numjobs=4 --iodepth=16
   stop_all_nbdkit
+  if [ -s "$stats" ]; then
+    misses=$(tr ' ' '\n' <"$stats" | sed -n 's/^misses=//p')
+    log "ringcache stats after the warm row: $(cat "$stats")"
+    log "ringcache warm row: $((misses - 4096)) block misses beyond the prefill's 4096"
+  fi
 }
 
 row_reclaim() {
