@@ -157,15 +157,18 @@ EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victim
       (void)b;
       (void)res;  // a failed punch only leaves space allocated; the block is still dropped
     }
+    uint64_t evicted = 0;  // a victim a shrink dropped meanwhile is not evicted here
     for (uint64_t b : evict) {
       Shard& s = map_.ShardOf(b);
       MutexLock lock(&s.mu);
-      AccountDelta(s.Set(b, map_.IndexOf(b), 0));
+      const int64_t delta = s.Set(b, map_.IndexOf(b), 0);
+      AccountDelta(delta);
+      evicted += delta != 0;
       s.Unpin(b, PinMode::kExclusive);
     }
-    counters.evictions.fetch_add(evict.size(), std::memory_order_relaxed);
-    pass.evicted += evict.size();
-    if (!evict.empty()) evicting_.store(true, std::memory_order_relaxed);
+    counters.evictions.fetch_add(evicted, std::memory_order_relaxed);
+    pass.evicted += evicted;
+    if (evicted > 0) evicting_.store(true, std::memory_order_relaxed);
     // The low mark needs the dirty victims this batch passed over: leave
     // them to a request, which can write them back, rather than sweep on.
     if (static_cast<int64_t>(evict.size()) + skipped >= excess && skipped > 0) break;
