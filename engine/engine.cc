@@ -291,10 +291,8 @@ void EngineImpl::BuildPlans(ThreadContext* ctx, uint64_t offset, uint64_t count,
 
 int EngineImpl::ReserveBounces(ThreadContext* ctx, const uint8_t* buf, uint64_t offset,
                                const char* what) {
-  const std::vector<BlockPlan>& plans = ctx->plans;
   size_t n = 0;
-  for (size_t i = 0; i < plans.size(); i++) {
-    const BlockPlan& p = plans[i];
+  for (const BlockPlan& p : ctx->plans) {
     n += p.begin != 0 || p.end != p.len ||
          (buf && NeedsAlignment(buf + (p.block * bs_ + p.begin - offset), 0, p.len));
   }
@@ -408,6 +406,13 @@ int EngineImpl::OriginReadRuns(Backend& origin, std::vector<BlockPlan>& plans, A
     i = j;
   }
   return 0;
+}
+
+int EngineImpl::FlushForFua(Backend& origin) {
+  if (!origin.CanFlush()) return 0;
+  int err = origin.Flush();
+  if (err) Fail(err, "ringcache: origin flush (for FUA) failed: %s", strerror(err));
+  return err;
 }
 
 int EngineImpl::OriginZero(Backend& origin, uint32_t count, uint64_t offset, bool may_trim, bool fua) {

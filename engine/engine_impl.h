@@ -184,6 +184,9 @@ class EngineImpl {
   int WriteImpl(Backend& origin, const uint8_t* src, uint32_t count, uint64_t offset,
                 uint32_t flags, bool zero);
   int OriginZero(Backend& origin, uint32_t count, uint64_t offset, bool may_trim, bool fua);
+  // The flush that makes a request FUA when the origin only emulates FUA:
+  // 0, or its errno with a message.
+  int FlushForFua(Backend& origin);
 
   // Queues cache-file reads or writes for runs of plans with the given act
   // whose data is contiguous in memory and in the file. Tag = first plan index.

@@ -33,9 +33,11 @@ int ErrnoOf(const absl::Status& status) {
   return absl::SimpleAtoi(std::string(*payload), &err) && err > 0 ? err : 0;
 }
 
+bool IoUringUnusable(int err) { return err == ENOSYS || err == EPERM; }
+
 absl::Status IoUringSetupError(std::string message, int err) {
   absl::Status status = absl::UnavailableError(std::move(message));
-  if (err == ENOSYS || err == EPERM) return status;
+  if (IoUringUnusable(err)) return status;
   return WithErrno(std::move(status), err);
 }
 

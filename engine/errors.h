@@ -31,6 +31,9 @@ int ErrnoOf(const absl::Status& status);
 // here, and the C API reports them as ENOSYS; any other errno (out of file
 // descriptors or memory) is carried as itself.
 absl::Status IoUringSetupError(std::string message, int err);
+// Whether a failed io_uring set-up call's errno means io_uring cannot be
+// used here at all (ENOSYS, EPERM).
+bool IoUringUnusable(int err);
 
 }  // namespace ringcache
 

@@ -42,11 +42,11 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
                          bool cache_misses, bool sync_fill) {
   const uint64_t resizes_at_start = resizes_.load();
   int ctx_err = 0;
-  ThreadContext* ctx =
-      BeginRequest(sync_fill ? "cache request" : "read", offset, count, EINVAL, &ctx_err);
+  const char* what = sync_fill ? "cache request" : "read";
+  ThreadContext* ctx = BeginRequest(what, offset, count, EINVAL, &ctx_err);
   if (ctx == nullptr) return ctx_err;
   BufferTrim trim(ctx->buffers);
-  if (int err = ReserveBounces(ctx, buf, offset, sync_fill ? "cache request" : "read")) return err;
+  if (int err = ReserveBounces(ctx, buf, offset, what)) return err;
   Ring* ring = ctx->ring.get();
   std::vector<BlockPlan>& plans = ctx->plans;
   CounterSlot& counters = Counters();

@@ -165,11 +165,8 @@ void ReadQueue::ServeHere(uint32_t slot) {
 
 bool ReadQueue::ServeDeferred() {
   if (deferred_.empty() || fast_in_flight_ > 0) return false;
-  std::vector<uint32_t> todo;
-  todo.swap(deferred_);
-  for (uint32_t slot : todo) ServeHere(slot);
-  todo.clear();
-  deferred_.swap(todo);  // keeps the reserved capacity
+  for (uint32_t slot : deferred_) ServeHere(slot);  // ServeHere defers nothing
+  deferred_.clear();
   return true;
 }
 

@@ -17,10 +17,9 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries, int fd, Cac
   r->faults_ = faults;
   int err = io_uring_queue_init(entries, &r->ring_, 0);
   if (err < 0) {
-    const bool unusable = err == -ENOSYS || err == -EPERM;
     return IoUringSetupError(
         absl::StrFormat("io_uring_queue_init(%u) failed: %s%s", entries, strerror(-err),
-                        unusable ? " (io_uring disabled by sysctl kernel.io_uring_disabled, "
+                        IoUringUnusable(-err) ? " (io_uring disabled by sysctl kernel.io_uring_disabled, "
                                    "blocked by seccomp, or kernel too old?)"
                                  : ""),
         -err);

@@ -36,10 +36,11 @@ int EngineImpl::Zero(Backend& origin, uint32_t count, uint64_t offset, uint32_t 
 int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, uint64_t offset,
                           uint32_t flags, bool zero) {
   int ctx_err = 0;
-  ThreadContext* ctx = BeginRequest(zero ? "zero" : "write", offset, count, ENOSPC, &ctx_err);
+  const char* what = zero ? "zero" : "write";
+  ThreadContext* ctx = BeginRequest(what, offset, count, ENOSPC, &ctx_err);
   if (ctx == nullptr) return ctx_err;
   BufferTrim trim(ctx->buffers);
-  if (int err = ReserveBounces(ctx, buf, offset, zero ? "zero" : "write")) return err;
+  if (int err = ReserveBounces(ctx, buf, offset, what)) return err;
   Ring* ring = ctx->ring.get();
   std::vector<BlockPlan>& plans = ctx->plans;
 
@@ -306,10 +307,7 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
     ReleaseResources(ctx, p);
   }
 
-  if (!err && flush_after && origin.CanFlush()) {
-    err = origin.Flush();
-    if (err) Fail(err, "ringcache: origin flush (for FUA) failed: %s", strerror(err));
-  }
+  if (!err && flush_after) err = FlushForFua(origin);
   if (capped()) MaybeReclaim(origin, dirtied);
   return err;
 }
@@ -357,9 +355,8 @@ int EngineImpl::Trim(Backend& origin, uint32_t count, uint64_t offset, uint32_t 
     err = origin.Trim(static_cast<uint32_t>(end_full - first_full), first_full, native);
     if (err) {
       Fail(err, "ringcache: origin trim failed: %s", strerror(err));
-    } else if (fua && !native && origin.CanFlush()) {
-      err = origin.Flush();
-      if (err) Fail(err, "ringcache: origin flush (for FUA) failed: %s", strerror(err));
+    } else if (fua && !native) {
+      err = FlushForFua(origin);
     }
   }
   for (BlockPlan& p : plans) {
