@@ -20,6 +20,7 @@ int Shard::Set(uint64_t block, uint64_t index, uint8_t state, uint32_t* slot) {
       assert(slot != nullptr && *slot != kNoSlot);
       if (slot != nullptr && *slot != kNoSlot) {
         slots[block] = *slot;
+        slot_pool->SetOwner(*slot, block);
         *slot = kNoSlot;
       }
     } else if (auto it = slots.find(block); it != slots.end()) {
@@ -46,6 +47,7 @@ int Shard::Drop(uint64_t block, uint64_t index) {
     if (it != slots.end()) {
       slot = it->second;
       slots.erase(it);
+      slot_pool->ClearOwner(slot);
     }
     dropped.emplace(block, slot);
   }

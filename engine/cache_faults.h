@@ -33,6 +33,10 @@ struct CacheFaults {
   // seen over cache-max-size (it never should be, not even for a moment;
   // under a limit learnt from ENOSPC, fills in flight may land over it).
   std::atomic<uint64_t> over_limit_seen{0};
+  // Not a fault: how many positions (slots, or blocks) reclaim's hand has
+  // examined, so that tests can see a pass's cost grow with the cache, not
+  // the disk.
+  std::atomic<uint64_t> reclaim_positions{0};
 
   // Returns 0, or the negative errno to complete this op with.
   int Next(bool write) {

@@ -487,8 +487,10 @@ bool EngineImpl::AdmitFill(Shard& s, uint64_t idx) {
   }
   // Misses are counted in windows of max_blocks/8; tags cycle through
   // 1..255. A tag set 0-3 windows ago is live, so a ghost lasts between 3/8
-  // and 1/2 of max_blocks misses. The CLOCK hand clears the tags it passes,
-  // so a stale tag rarely lives to come round again.
+  // and 1/2 of max_blocks misses. A tag left from a multiple of 255 windows
+  // ago looks live again: that admits about 4 in 255 of such blocks' next
+  // misses early, a small cost for a byte per block. (The reclaim hand clears
+  // the tags it passes only when it sweeps blocks, not slots.)
   const uint64_t window = std::max<uint64_t>(16, max_blocks_.load(std::memory_order_relaxed) / 8);
   const uint64_t n = full_misses_.fetch_add(1, std::memory_order_relaxed);
   const unsigned now = static_cast<unsigned>((n / window) % 255) + 1;

@@ -1,7 +1,10 @@
 // Reclaim: with cache-max-size, keeps the cache's data blocks between the low
 // and high thresholds. Victims are chosen by CLOCK (the kRef bit is set on
-// every use and cleared as the hand passes). Clean blocks are punched out;
-// dirty victims are written back first, never dropped. Reclaim only tries
+// every use and cleared as the hand passes). With slots the hand sweeps the
+// cache file's slots, so a pass costs in proportion to the cache, however
+// large the disk; without them (a limit learnt from ENOSPC only) it sweeps
+// the disk's blocks. Clean victims are dropped (and, without slots, punched
+// out); dirty victims are written back first, never dropped. Reclaim only tries
 // pins, so it never waits for a request and cannot deadlock with one.
 // Requests that cannot reserve space meanwhile are served without caching.
 //
@@ -68,11 +71,13 @@ void EngineImpl::BackgroundReclaim() {
 EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victims) {
   ReclaimPass pass;
   const uint64_t nblocks = nblocks_.load();
-  if (nblocks == 0) return pass;
+  // The hand's positions: slots, or blocks.
+  const uint64_t span = slotted() ? slots_->used_span() : nblocks;
+  if (nblocks == 0 || span == 0) return pass;
   auto ctx_or = Context();
   if (!ctx_or.ok()) return pass;
   Ring* ring = (*ctx_or)->ring.get();
-  int64_t budget = static_cast<int64_t>(2 * nblocks + kBatch);
+  int64_t budget = static_cast<int64_t>(2 * span + kBatch);
   std::vector<uint64_t> evict, dirty, written, clean;
   CounterSlot& counters = Counters();
 
@@ -88,7 +93,7 @@ EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victim
 
   uint64_t victims = 0;  // chosen so far (evicted or written back)
   while (AboveLowMark() && budget > 0 && victims < max_victims) {
-    uint64_t start = clock_hand_.fetch_add(kBatch) % nblocks;
+    uint64_t start = clock_hand_.fetch_add(kBatch) % span;
     evict.clear();
     dirty.clear();
     int64_t skipped = 0;  // dirty victims passed over in this batch (no origin)
@@ -102,20 +107,26 @@ EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victim
     }
     if (max_victims - victims < static_cast<uint64_t>(excess))
       excess = static_cast<int64_t>(max_victims - victims);
-    for (uint64_t i = 0; i < kBatch && budget > 0; i++, budget--) {
+    uint64_t examined = 0;
+    for (uint64_t i = 0; i < kBatch && budget > 0; i++, budget--, examined++) {
       // Stop choosing victims once enough are chosen to reach the low mark.
       if (static_cast<int64_t>(evict.size() + dirty.size()) + skipped >= excess) {
         clock_hand_.fetch_sub(kBatch - i);  // the hand resumes here next time
         break;
       }
-      uint64_t b = (start + i) % nblocks;
+      const uint64_t pos = (start + i) % span;
+      uint64_t b = pos;
+      if (slotted() && !slots_->Owner(static_cast<uint32_t>(pos), &b)) continue;  // a free slot
       Shard& s = map_.ShardOf(b);
       const uint64_t idx = map_.IndexOf(b);
       MutexLock lock(&s.mu);
       if (idx >= s.states.size()) continue;
+      // The owner was read without the lock: the block may have left the
+      // slot since (and may be in another one, where the hand meets it).
+      if (slotted() && s.SlotOf(b) != pos) continue;
       uint8_t st = s.Get(idx);
       if (!(st & kCached)) {
-        s.ghosts[idx] = 0;  // the ghost expires
+        s.ghosts[idx] = 0;  // the ghost expires (the block sweep passes every block)
         continue;
       }
       if (st & kZero) continue;  // holes take no space
@@ -130,6 +141,7 @@ EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victim
         else skipped++;
       } else if (s.TryPin(b, PinMode::kExclusive)) evict.push_back(b);
     }
+    cache_faults_.reclaim_positions.fetch_add(examined, std::memory_order_relaxed);
     victims += evict.size() + dirty.size();
     if (!dirty.empty()) {
       // Dirty victims: write back first, then evict what is still unused.

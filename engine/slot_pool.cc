@@ -1,9 +1,18 @@
 #include "engine/slot_pool.h"
 
+#include <new>
+
 namespace ringcache {
 
 SlotPool::SlotPool(uint32_t limit, unsigned lists)
-    : limit_(limit), count_(lists == 0 ? 1 : lists), lists_(new FreeList[count_]) {}
+    : limit_(limit),
+      count_(lists == 0 ? 1 : lists),
+      lists_(new FreeList[count_]),
+      // std::atomic<uint64_t> is an implicit-lifetime type, zero is "no owner".
+      owners_(static_cast<std::atomic<uint64_t>*>(std::calloc(limit == 0 ? 1 : limit, sizeof(uint64_t)))) {
+  static_assert(sizeof(std::atomic<uint64_t>) == sizeof(uint64_t));
+  if (!owners_) throw std::bad_alloc();
+}
 
 uint32_t SlotPool::Acquire(unsigned hint) {
   // Reuse first: a slot written before is still allocated in the file system
@@ -27,6 +36,7 @@ uint32_t SlotPool::Acquire(unsigned hint) {
 }
 
 void SlotPool::Release(uint32_t slot, unsigned hint) {
+  ClearOwner(slot);  // before the slot can be handed out again
   FreeList& l = lists_[hint % count_];
   MutexLock lock(&l.mu);
   l.slots.push_back(slot);

@@ -12,11 +12,17 @@
 // lock; a list that runs dry takes from the others. Slots never handed out
 // yet come from a counter, in order, so a cache that never fills its limit
 // touches only the front of the file.
+//
+// The pool also records which block each slot holds (its owner), so that
+// reclaim's CLOCK hand can sweep the slots, whose number is the cache's size,
+// rather than every block of the disk: a small cache in front of a huge disk
+// would otherwise scan millions of uncached blocks for each victim.
 #ifndef RINGCACHE_ENGINE_SLOT_POOL_H_
 #define RINGCACHE_ENGINE_SLOT_POOL_H_
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -34,7 +40,24 @@ class SlotPool {
   // A free slot, or kNoSlot when all `limit` are taken. `hint` picks the list
   // tried first (any number; taken modulo the number of lists).
   uint32_t Acquire(unsigned hint);
+  // Gives a slot back; it has no owner from then on.
   void Release(uint32_t slot, unsigned hint);
+  // Owners. SetOwner and ClearOwner are called under the owning block's shard
+  // lock; Owner is read without it (a hint: the reader checks the block's
+  // slot under its shard's lock).
+  void SetOwner(uint32_t slot, uint64_t block) {
+    owners_[slot].store(block + 1, std::memory_order_relaxed);
+  }
+  void ClearOwner(uint32_t slot) { owners_[slot].store(0, std::memory_order_relaxed); }
+  // The block slot `slot` holds, or false when it holds none.
+  bool Owner(uint32_t slot, uint64_t* block) const {
+    const uint64_t o = owners_[slot].load(std::memory_order_relaxed);
+    *block = o - 1;
+    return o != 0;
+  }
+  // Slots [0, used_span()) have been handed out at least once; no slot past
+  // them has an owner.
+  uint32_t used_span() const { return fresh_.load(std::memory_order_relaxed); }
   // Slots handed out and not given back.
   uint32_t in_use() const { return in_use_.load(std::memory_order_relaxed); }
 
@@ -46,6 +69,12 @@ class SlotPool {
   const uint32_t limit_;
   const unsigned count_;
   std::unique_ptr<FreeList[]> lists_;
+  // Owner + 1 per slot (0: none). calloc'd, so that the pages of slots never
+  // handed out are never touched (a large limit costs no memory up front).
+  struct FreeDeleter {
+    void operator()(std::atomic<uint64_t>* p) const { std::free(p); }
+  };
+  std::unique_ptr<std::atomic<uint64_t>[], FreeDeleter> owners_;
   std::atomic<uint32_t> fresh_{0};   // slots [0, fresh_) have been handed out once
   std::atomic<uint32_t> in_use_{0};
 };

@@ -6,7 +6,8 @@
 // write-back of runs of adjacent dirty blocks, and eviction, after which the
 // slots are rewritten in place without the file growing; and a shrink of the
 // disk under a write in flight, which must neither hand that write's slot to
-// another block nor cache the block past the new end.
+// another block nor cache the block past the new end. And with a tiny cache
+// in front of a huge disk, reclaim's cost follows the cache's size.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -273,6 +274,62 @@ TEST_P(SlotTest, ShrinkUnderAFirstWritePastTheNewEnd) {
   ASSERT_NO_FATAL_FAILURE(Write(0, blocks * B));
   ASSERT_NO_FATAL_FAILURE(CheckRead(0, blocks * B));
   EXPECT_EQ(engine_->GetStats().cache_bytes, blocks * B);
+}
+
+// A read-only origin of any size whose every 8-byte word holds its own
+// offset (as nbdkit's pattern plugin): no memory behind it.
+class PatternBackend : public Backend {
+ public:
+  explicit PatternBackend(uint64_t size) : size_(size) {}
+  static uint64_t WordAt(uint64_t offset) { return offset & ~uint64_t{7}; }
+  int64_t Size() override { return static_cast<int64_t>(size_); }
+  int Pread(void* buf, uint32_t count, uint64_t offset) override {
+    if (offset % 8 || count % 8) return EINVAL;
+    auto* words = static_cast<uint64_t*>(buf);
+    for (uint32_t i = 0; i < count / 8; i++) words[i] = offset + 8 * i;
+    return 0;
+  }
+  int Pwrite(const void*, uint32_t, uint64_t, bool) override { return EROFS; }
+  int Zero(uint32_t, uint64_t, bool, bool) override { return EROFS; }
+  int Flush() override { return 0; }
+
+ private:
+  uint64_t size_;
+};
+
+// 256 slots in front of a 64 GiB disk of 4K blocks (16M blocks). Prefetches
+// (always cached) of 1,024 blocks spread over the whole disk, four times
+// over, make reclaim evict again and again. Its hand sweeps the slots: a
+// victim costs a few positions, not the ~16,000 disk blocks between two
+// cached ones (a sweep of the blocks examined ~90,000 per eviction here, the
+// slots about 2).
+TEST(SlotReclaim, ReclaimSweepsTheCacheNotTheDisk) {
+  constexpr uint64_t kDiskBlocks = uint64_t{16} << 20;
+  constexpr uint64_t kSpread = 1024;
+  TempDir dir;
+  PatternBackend origin(kDiskBlocks * B);
+  auto e = OpenEngine({"cache=writeback", "cache-on-read=true", "cache-min-block-size=4096",
+                       "cache-max-size=1M"},
+                      origin, dir.path());
+  ASSERT_TRUE(e.ok()) << e.status();
+  Engine& engine = **e;
+  std::vector<uint64_t> buf(B / 8);
+  for (int pass = 0; pass < 4; pass++) {
+    for (uint64_t i = 0; i < kSpread; i++) {
+      const uint64_t offset = i * (kDiskBlocks / kSpread) * B + (pass % 2) * B;
+      ASSERT_EQ(engine.Prefetch(origin, B, offset), 0) << LastError();
+      engine.GetStats();  // lets the reclaim pass this may have set off finish
+      ASSERT_EQ(engine.Read(origin, buf.data(), B, offset), 0) << LastError();
+      for (uint64_t w = 0; w < B / 8; w++)
+        ASSERT_EQ(buf[w], offset + 8 * w) << "block at " << offset << ", word " << w;
+    }
+  }
+  const Stats s = engine.GetStats();
+  const uint64_t positions = engine.cache_faults().reclaim_positions.load();
+  ASSERT_GT(s.evictions, 3 * kSpread) << "reclaim did not evict over and over";
+  EXPECT_LE(s.blocks_cached, kCacheBlocks);
+  EXPECT_LT(positions, 8 * s.evictions)
+      << positions << " positions examined for " << s.evictions << " evictions";
 }
 
 }  // namespace
