@@ -31,7 +31,7 @@ RUNTIME=${RUNTIME:-8}
 BENCH_DIR=${RINGCACHE_BENCH_DIR:-/var/tmp}
 NBDKIT_THREADS=16
 PY=/usr/bin/python3
-for tool in nbdkit fio "$PY"; do
+for tool in nbdkit nbdinfo fio "$PY"; do
   command -v "$tool" >/dev/null ||
     { echo "huge_disk.sh: '$tool' not found; run scripts/setup.sh" >&2; exit 1; }
 done

@@ -51,7 +51,8 @@ struct alignas(64) Shard {
   std::vector<uint8_t> states ABSL_GUARDED_BY(mu);          // index: block / shards
   // Per block not cached: the ghost tag (1-255) of the window of misses in
   // which a read last missed it while the cache was full, or 0. See
-  // EngineImpl::AdmitFill. Caching the block, or the CLOCK hand, clears it.
+  // EngineImpl::AdmitFill. Caching the block clears it, and so does the
+  // CLOCK hand when it sweeps blocks (not slots).
   std::vector<uint8_t> ghosts ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<uint64_t, PinCount> pins ABSL_GUARDED_BY(mu);
   absl::flat_hash_set<uint64_t> dirty ABSL_GUARDED_BY(mu);  // dirty block numbers

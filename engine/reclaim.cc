@@ -78,6 +78,9 @@ EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victim
   if (!ctx_or.ok()) return pass;
   Ring* ring = (*ctx_or)->ring.get();
   int64_t budget = static_cast<int64_t>(2 * span + kBatch);
+  // A batch visits each position once at most: the same block twice would
+  // count twice, and a dirty one would be written back twice.
+  const uint64_t batch = std::min(kBatch, span);
   std::vector<uint64_t> evict, dirty, written, clean;
   CounterSlot& counters = Counters();
 
@@ -93,7 +96,7 @@ EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victim
 
   uint64_t victims = 0;  // chosen so far (evicted or written back)
   while (AboveLowMark() && budget > 0 && victims < max_victims) {
-    uint64_t start = clock_hand_.fetch_add(kBatch) % span;
+    uint64_t start = clock_hand_.fetch_add(batch) % span;
     evict.clear();
     dirty.clear();
     int64_t skipped = 0;  // dirty victims passed over in this batch (no origin)
@@ -102,16 +105,16 @@ EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victim
     int64_t excess = used_blocks_.load(std::memory_order_relaxed) -
                      static_cast<int64_t>(low_blocks_.load(std::memory_order_relaxed));
     if (excess <= 0) {  // under the low mark since the check above (a trim, a failed fill)
-      clock_hand_.fetch_sub(kBatch);
+      clock_hand_.fetch_sub(batch);
       break;
     }
     if (max_victims - victims < static_cast<uint64_t>(excess))
       excess = static_cast<int64_t>(max_victims - victims);
     uint64_t examined = 0;
-    for (uint64_t i = 0; i < kBatch && budget > 0; i++, budget--, examined++) {
+    for (uint64_t i = 0; i < batch && budget > 0; i++, budget--, examined++) {
       // Stop choosing victims once enough are chosen to reach the low mark.
       if (static_cast<int64_t>(evict.size() + dirty.size()) + skipped >= excess) {
-        clock_hand_.fetch_sub(kBatch - i);  // the hand resumes here next time
+        clock_hand_.fetch_sub(batch - i);  // the hand resumes here next time
         break;
       }
       const uint64_t pos = (start + i) % span;

@@ -8,10 +8,22 @@ SlotPool::SlotPool(uint32_t limit, unsigned lists)
     : limit_(limit),
       count_(lists == 0 ? 1 : lists),
       lists_(new FreeList[count_]),
-      // std::atomic<uint64_t> is an implicit-lifetime type, zero is "no owner".
-      owners_(static_cast<std::atomic<uint64_t>*>(std::calloc(limit == 0 ? 1 : limit, sizeof(uint64_t)))) {
-  static_assert(sizeof(std::atomic<uint64_t>) == sizeof(uint64_t));
-  if (!owners_) throw std::bad_alloc();
+      owners_(new std::atomic<std::atomic<uint64_t>*>[(uint64_t{limit} >> kChunkBits) + 1]()) {}
+
+SlotPool::~SlotPool() {
+  for (uint64_t c = 0; c <= (uint64_t{limit_} >> kChunkBits); c++)
+    delete[] owners_[c].load(std::memory_order_relaxed);
+}
+
+bool SlotPool::EnsureOwners(uint32_t slot) {
+  std::atomic<std::atomic<uint64_t>*>& entry = owners_[slot >> kChunkBits];
+  if (entry.load(std::memory_order_acquire) != nullptr) return true;
+  auto* chunk = new (std::nothrow) std::atomic<uint64_t>[kChunkMask + 1]();
+  if (chunk == nullptr) return false;
+  std::atomic<uint64_t>* expected = nullptr;
+  if (!entry.compare_exchange_strong(expected, chunk, std::memory_order_acq_rel))
+    delete[] chunk;  // another Acquire allocated it first
+  return true;
 }
 
 uint32_t SlotPool::Acquire(unsigned hint) {
@@ -24,7 +36,7 @@ uint32_t SlotPool::Acquire(unsigned hint) {
       uint32_t slot = l.slots.back();
       l.slots.pop_back();
       in_use_.fetch_add(1, std::memory_order_relaxed);
-      return slot;
+      return Owned(slot, hint);
     }
   }
   uint32_t next = fresh_.load(std::memory_order_relaxed);
@@ -32,7 +44,13 @@ uint32_t SlotPool::Acquire(unsigned hint) {
     if (next >= limit_) return kNoSlot;
   } while (!fresh_.compare_exchange_weak(next, next + 1, std::memory_order_relaxed));
   in_use_.fetch_add(1, std::memory_order_relaxed);
-  return next;
+  return Owned(next, hint);
+}
+
+uint32_t SlotPool::Owned(uint32_t slot, unsigned hint) {
+  if (EnsureOwners(slot)) return slot;
+  Release(slot, hint);  // a later Acquire tries its chunk again
+  return kNoSlot;
 }
 
 void SlotPool::Release(uint32_t slot, unsigned hint) {

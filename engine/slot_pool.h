@@ -22,7 +22,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -35,23 +34,29 @@ inline constexpr uint32_t kNoSlot = UINT32_MAX;
 class SlotPool {
  public:
   SlotPool(uint32_t limit, unsigned lists);
+  ~SlotPool();
 
   uint32_t limit() const { return limit_; }
-  // A free slot, or kNoSlot when all `limit` are taken. `hint` picks the list
+  // A free slot, or kNoSlot when all `limit` are taken (or, rarely, when
+  // the memory to record its owner cannot be had). `hint` picks the list
   // tried first (any number; taken modulo the number of lists).
   uint32_t Acquire(unsigned hint);
   // Gives a slot back; it has no owner from then on.
   void Release(uint32_t slot, unsigned hint);
   // Owners. SetOwner and ClearOwner are called under the owning block's shard
   // lock; Owner is read without it (a hint: the reader checks the block's
-  // slot under its shard's lock).
+  // slot under its shard's lock). SetOwner takes a slot from Acquire.
   void SetOwner(uint32_t slot, uint64_t block) {
-    owners_[slot].store(block + 1, std::memory_order_relaxed);
+    OwnersOf(slot)[slot & kChunkMask].store(block + 1, std::memory_order_relaxed);
   }
-  void ClearOwner(uint32_t slot) { owners_[slot].store(0, std::memory_order_relaxed); }
+  void ClearOwner(uint32_t slot) {
+    if (std::atomic<uint64_t>* chunk = OwnersOf(slot))
+      chunk[slot & kChunkMask].store(0, std::memory_order_relaxed);
+  }
   // The block slot `slot` holds, or false when it holds none.
   bool Owner(uint32_t slot, uint64_t* block) const {
-    const uint64_t o = owners_[slot].load(std::memory_order_relaxed);
+    const std::atomic<uint64_t>* chunk = OwnersOf(slot);
+    const uint64_t o = chunk ? chunk[slot & kChunkMask].load(std::memory_order_relaxed) : 0;
     *block = o - 1;
     return o != 0;
   }
@@ -69,12 +74,19 @@ class SlotPool {
   const uint32_t limit_;
   const unsigned count_;
   std::unique_ptr<FreeList[]> lists_;
-  // Owner + 1 per slot (0: none). calloc'd, so that the pages of slots never
-  // handed out are never touched (a large limit costs no memory up front).
-  struct FreeDeleter {
-    void operator()(std::atomic<uint64_t>* p) const { std::free(p); }
-  };
-  std::unique_ptr<std::atomic<uint64_t>[], FreeDeleter> owners_;
+  // Owner + 1 per slot (0: none), in chunks allocated as Acquire first hands
+  // out one of their slots: memory follows the slots used, not the limit.
+  static constexpr unsigned kChunkBits = 14;
+  static constexpr uint32_t kChunkMask = (1u << kChunkBits) - 1;
+  std::atomic<uint64_t>* OwnersOf(uint32_t slot) const {
+    return owners_[slot >> kChunkBits].load(std::memory_order_acquire);
+  }
+  // Allocates the owners' chunk of `slot` if it has none; false when out of memory.
+  bool EnsureOwners(uint32_t slot);
+  // `slot`, just taken, once its owner can be recorded; else gives it back
+  // and returns kNoSlot.
+  uint32_t Owned(uint32_t slot, unsigned hint);
+  std::unique_ptr<std::atomic<std::atomic<uint64_t>*>[]> owners_;
   std::atomic<uint32_t> fresh_{0};   // slots [0, fresh_) have been handed out once
   std::atomic<uint32_t> in_use_{0};
 };
