@@ -41,19 +41,6 @@ class BufferCache {
   std::vector<uint8_t*> free_;
 };
 
-// Trims a BufferCache when it goes out of scope: a request that reserved more
-// buffers than it took leaves no more than the cache keeps.
-class BufferTrim {
- public:
-  explicit BufferTrim(BufferCache& cache) : cache_(cache) {}
-  ~BufferTrim() { cache_.Trim(); }
-  BufferTrim(const BufferTrim&) = delete;
-  BufferTrim& operator=(const BufferTrim&) = delete;
-
- private:
-  BufferCache& cache_;
-};
-
 }  // namespace ringcache
 
 #endif  // RINGCACHE_ENGINE_BUFFERS_H_

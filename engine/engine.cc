@@ -355,7 +355,7 @@ void EngineImpl::QueueRuns(Ring* ring, std::vector<BlockPlan>& plans, Act act, b
     while (j < n && plans[j].act == act && !plans[j].err && plans[j].block == plans[j - 1].block + 1 &&
            FileOffset(plans[j - 1]) + io_len(plans[j - 1]) == FileOffset(plans[j]) &&
            plans[j - 1].data + io_len(plans[j - 1]) == plans[j].data &&
-           run + io_len(plans[j]) <= (1u << 30)) {
+           run + io_len(plans[j]) <= kMaxTransfer) {
       run += io_len(plans[j]);
       j++;
     }
@@ -388,7 +388,7 @@ int EngineImpl::OriginReadRuns(Backend& origin, std::vector<BlockPlan>& plans, A
     while (j < n && plans[j].act == act && plans[j].block == plans[j - 1].block + 1 &&
            plans[j - 1].data_off + plans[j - 1].data_len == plans[j - 1].len && plans[j].data_off == 0 &&
            plans[j - 1].data + plans[j - 1].data_len == plans[j].data &&
-           run + plans[j].data_len <= (1u << 30)) {
+           run + plans[j].data_len <= kMaxTransfer) {
       run += plans[j].data_len;
       j++;
     }

@@ -65,12 +65,41 @@ struct BlockPlan {
   uint32_t data_len;     // bytes at `data`
 };
 
+// The most one cache-file read or write may transfer (the kernel stops a
+// single read at 0x7ffff000 bytes; a longer request is split or served by
+// block).
+inline constexpr uint64_t kMaxTransfer = uint64_t{1} << 30;
+
 // Per-thread state: the ring and reusable vectors and buffers.
 struct ThreadContext {
   std::unique_ptr<Ring> ring;
   BufferCache buffers;
   std::vector<BlockPlan> plans;
   ThreadContext(uint32_t block_size, CacheFaults* faults) : buffers(block_size, faults) {}
+
+  // Plans (and ring bookkeeping entries) a thread keeps between requests.
+  static constexpr size_t kKeepPlans = 4096;
+  // When a request returns: what it grew beyond a usual request's needs goes
+  // back, bounce buffers past the few kept and plans and ring bookkeeping
+  // past kKeepPlans entries (a 4 GiB zero at 4K blocks would otherwise leave
+  // about 100 MiB with the thread for good).
+  void AfterRequest() {
+    buffers.Trim();
+    if (plans.capacity() > kKeepPlans) std::vector<BlockPlan>().swap(plans);
+    if (ring) ring->ShrinkBookkeeping(kKeepPlans);
+  }
+};
+
+// Calls ThreadContext::AfterRequest when a request's scope ends.
+class RequestTrim {
+ public:
+  explicit RequestTrim(ThreadContext* ctx) : ctx_(ctx) {}
+  ~RequestTrim() { ctx_->AfterRequest(); }
+  RequestTrim(const RequestTrim&) = delete;
+  RequestTrim& operator=(const RequestTrim&) = delete;
+
+ private:
+  ThreadContext* ctx_;
 };
 
 // Counters, spread over cache lines so threads rarely share one.
@@ -112,8 +141,9 @@ class EngineImpl {
   // For ReadQueue's fast hits. CheckReadRequest: 0, or EINVAL with the
   // message set (null buffer, range past the end). PinHits: if every block
   // of [offset, offset+count) is cached and can be pinned shared without
-  // waiting, and `buf` needs no bounce buffer, pins them all (and marks them
-  // used), counts the hits and returns true; else pins nothing. UnpinHits
+  // waiting, `buf` needs no bounce buffer and `count` fits one transfer
+  // (kMaxTransfer), pins them all (and marks them used), counts the hits and
+  // returns true; else pins nothing. UnpinHits
   // releases those pins; with `failed`, a cache read error is counted.
   int CheckReadRequest(const void* buf, uint32_t count, uint64_t offset) const;
   // *file_offset: where the request's bytes are in the cache file (with
@@ -164,7 +194,7 @@ class EngineImpl {
   // block of the plans that may need one (a partial block, and with
   // direct-io any block whose piece of `buf` is unaligned; `buf` null: a
   // zero). 0, or ENOMEM with a message. The caller trims the unused ones
-  // when it returns (BufferTrim). (A block that a shrink made the disk's new
+  // when it returns (RequestTrim). (A block that a shrink made the disk's new
   // partial tail after planning may still take one more, allocated then.)
   int ReserveBounces(ThreadContext* ctx, const uint8_t* buf, uint64_t offset, const char* what);
   // 0 if [offset, offset+count) is inside the disk; else sets the message
@@ -266,7 +296,9 @@ class EngineImpl {
     bool met_dirty = false;  // it met a dirty victim (written back or passed over)
     uint64_t evicted = 0;
   };
-  ReclaimPass Reclaim(Backend* origin, uint64_t max_victims);
+  // Chooses up to max_victims victims, examining at most max_positions
+  // positions of the hand (and never more than two turns of it).
+  ReclaimPass Reclaim(Backend* origin, uint64_t max_victims, uint64_t max_positions = UINT64_MAX);
 
   // Resizing: the cached copy of the block the old size ended inside holds
   // zeros past that end, which a larger disk would expose. Pins the block

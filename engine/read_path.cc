@@ -45,7 +45,7 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
   const char* what = sync_fill ? "cache request" : "read";
   ThreadContext* ctx = BeginRequest(what, offset, count, EINVAL, &ctx_err);
   if (ctx == nullptr) return ctx_err;
-  BufferTrim trim(ctx->buffers);
+  RequestTrim trim(ctx);
   if (int err = ReserveBounces(ctx, buf, offset, what)) return err;
   Ring* ring = ctx->ring.get();
   std::vector<BlockPlan>& plans = ctx->plans;
@@ -147,6 +147,21 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
 
   int err = OriginReadRuns(origin, plans, Act::kOriginRead);
   int fill_err = OriginReadRuns(origin, plans, Act::kFill);
+  if (fill_err == ERANGE) {
+    // Whole blocks past this caller's end of the origin (an nbdkit connection
+    // from before the plugin grew: see NbdkitBackend::WithinSize). The bytes
+    // asked for lie within it: read just those, and cache none of these.
+    fill_err = 0;
+    for (BlockPlan& p : plans) {
+      if (p.act != Act::kFill || !p.err) continue;
+      p.act = Act::kOriginRead;  // unpinned and released below, not published
+      p.err = 0;
+      const uint64_t at = p.block * bs_ + p.begin;
+      if (int e = origin.Pread(buf + (at - offset), p.end - p.begin, at); e && !fill_err)
+        fill_err = Fail(e, "ringcache: origin read of %d bytes at offset %d failed: %s", p.end - p.begin, at,
+                        strerror(e));
+    }
+  }
   if (!err) err = fill_err;
   // Fetched blocks are written to the cache (only those read successfully):
   // in the background for reads, here for prefetch.
@@ -245,7 +260,7 @@ int EngineImpl::CheckReadRequest(const void* buf, uint32_t count, uint64_t offse
 }
 
 bool EngineImpl::PinHits(const void* buf, uint32_t count, uint64_t offset, uint64_t* file_offset) {
-  if (count == 0 || NeedsAlignment(buf, offset, count)) return false;
+  if (count == 0 || count > kMaxTransfer || NeedsAlignment(buf, offset, count)) return false;
   const uint64_t first = offset / bs_, last = (offset + count - 1) / bs_;
   uint64_t b = first, first_pos = 0;
   for (; b <= last; b++) {

@@ -20,6 +20,10 @@ namespace ringcache {
 
 namespace {
 constexpr uint64_t kBatch = 64;
+// Positions a request's own reclaim batch may examine: a cache of millions of
+// recently used blocks would otherwise make that request sweep all of them.
+// The hand goes on from there at the next request (or the background pass).
+constexpr uint64_t kRequestPositions = 64 * kBatch;
 }
 
 bool EngineImpl::AtHighMark() const {
@@ -46,7 +50,7 @@ void EngineImpl::MaybeReclaim(Backend& origin, bool dirtied) {
   }
   if (reclaiming_.exchange(true)) return;
   bool needs_origin = false;
-  if (AboveLowMark()) needs_origin = Reclaim(&origin, kBatch).met_dirty && AboveLowMark();
+  if (AboveLowMark()) needs_origin = Reclaim(&origin, kBatch, kRequestPositions).met_dirty && AboveLowMark();
   reclaim_needs_origin_.store(needs_origin, std::memory_order_relaxed);
   reclaiming_.store(false);
   if (!needs_origin && AtHighMark()) reclaimer_->Wake();
@@ -68,7 +72,7 @@ void EngineImpl::BackgroundReclaim() {
   reclaiming_.store(false);
 }
 
-EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victims) {
+EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victims, uint64_t max_positions) {
   ReclaimPass pass;
   const uint64_t nblocks = nblocks_.load();
   // The hand's positions: slots, or blocks.
@@ -77,7 +81,7 @@ EngineImpl::ReclaimPass EngineImpl::Reclaim(Backend* origin, uint64_t max_victim
   auto ctx_or = Context();
   if (!ctx_or.ok()) return pass;
   Ring* ring = (*ctx_or)->ring.get();
-  int64_t budget = static_cast<int64_t>(2 * span + kBatch);
+  int64_t budget = static_cast<int64_t>(std::min(2 * span + kBatch, max_positions));
   // A batch visits each position once at most: the same block twice would
   // count twice, and a dirty one would be written back twice.
   const uint64_t batch = std::min(kBatch, span);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "absl/strings/str_format.h"
@@ -184,6 +185,19 @@ const std::vector<std::pair<uint64_t, int>>& Ring::WaitAll() {
   tags_.clear();
   reported_.clear();
   return done_;  // valid until the next op is queued
+}
+
+void Ring::ShrinkBookkeeping(size_t keep) {
+  if (in_flight_ > 0 || batch_open_ || std::max(pending_.capacity(), done_.capacity()) <= keep) return;
+  const size_t normal = entries_ * 2;
+  std::vector<Pending>().swap(pending_);
+  std::vector<uint64_t>().swap(tags_);
+  std::vector<uint8_t>().swap(reported_);
+  std::vector<std::pair<uint64_t, int>>().swap(done_);
+  pending_.reserve(normal);
+  tags_.reserve(normal);
+  reported_.reserve(normal);
+  done_.reserve(normal);
 }
 
 }  // namespace ringcache

@@ -42,6 +42,10 @@ class Ring {
   // (tag, result) pairs: result is 0 or a negative errno.
   const std::vector<std::pair<uint64_t, int>>& WaitAll();
 
+  // Between requests (nothing queued, WaitAll's result no longer read):
+  // gives back bookkeeping that one huge batch grew past `keep` entries.
+  void ShrinkBookkeeping(size_t keep);
+
  private:
   struct Pending {
     uint8_t* buf;     // where the rest of a read or write goes or comes from

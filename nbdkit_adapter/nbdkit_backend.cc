@@ -1,6 +1,7 @@
 #include "nbdkit_adapter/nbdkit_backend.h"
 
 #include <cerrno>
+#include <cinttypes>
 
 namespace ringcache {
 namespace {
@@ -19,7 +20,27 @@ int64_t NbdkitBackend::Size() {
   return size < 0 ? -EIO : size;
 }
 
+// nbdkit fixes each connection's size when it connects, and asserts (aborts
+// the server) when a filter calls `next` past it. The engine keeps one size,
+// the latest any connection saw: after the plugin grew, a request on an
+// older connection may write back a dirty block, or fill a block, that lies
+// past that connection's end. Such a call is refused here instead; the
+// engine keeps the blocks dirty for a connection that sees them (a read falls
+// back to the bytes the client asked for).
+int NbdkitBackend::WithinSize(const char* what, uint32_t count, uint64_t offset) {
+  const int64_t size = next_->get_size(next_);
+  if (size >= 0 && offset <= static_cast<uint64_t>(size) &&
+      count <= static_cast<uint64_t>(size) - offset)
+    return 0;
+  nbdkit_error("ringcache: plugin %s of %" PRIu32 " bytes at offset %" PRIu64
+               " lies past this connection's size (%" PRId64
+               " bytes; the plugin grew after it connected): not sent",
+               what, count, offset, size);
+  return ERANGE;
+}
+
 int NbdkitBackend::Pread(void* buf, uint32_t count, uint64_t offset) {
+  if (int e = WithinSize("read", count, offset)) return e;
   int err = 0;
   int r = next_->pread(next_, buf, count, offset, 0, &err);
   return ErrnoOf(r, err);
@@ -35,6 +56,7 @@ bool NbdkitBackend::Writable() { return next_->can_write(next_) == 1; }
 
 int NbdkitBackend::Pwrite(const void* buf, uint32_t count, uint64_t offset, bool fua) {
   if (!Writable()) return EROFS;
+  if (int e = WithinSize("write", count, offset)) return e;
   int err = 0;
   int r = next_->pwrite(next_, buf, count, offset, FuaFlag(fua), &err);
   return ErrnoOf(r, err);
@@ -42,6 +64,7 @@ int NbdkitBackend::Pwrite(const void* buf, uint32_t count, uint64_t offset, bool
 
 int NbdkitBackend::Zero(uint32_t count, uint64_t offset, bool may_trim, bool fua) {
   if (!Writable()) return EROFS;
+  if (int e = WithinSize("zero", count, offset)) return e;
   int err = 0;
   uint32_t flags = FuaFlag(fua) | (may_trim ? NBDKIT_FLAG_MAY_TRIM : 0);
   int r = next_->zero(next_, count, offset, flags, &err);
@@ -50,6 +73,7 @@ int NbdkitBackend::Zero(uint32_t count, uint64_t offset, bool may_trim, bool fua
 
 int NbdkitBackend::Trim(uint32_t count, uint64_t offset, bool fua) {
   if (!Writable()) return EROFS;
+  if (int e = WithinSize("trim", count, offset)) return e;
   int err = 0;
   int r = next_->trim(next_, count, offset, FuaFlag(fua), &err);
   return ErrnoOf(r, err);

@@ -44,6 +44,9 @@ class NbdkitBackend final : public Backend {
   uint32_t FuaFlag(bool fua);
   // Whether this connection may write through `next`.
   bool Writable();
+  // 0 if [offset, offset+count) lies within this connection's size, else
+  // ERANGE, with a message naming `what` (see the .cc).
+  int WithinSize(const char* what, uint32_t count, uint64_t offset);
 
   nbdkit_next* next_;
 };

@@ -4,7 +4,8 @@
 # zeros the cache held past the old end, and the write to that last block
 # (dirty in writeback and unsafe modes) must reach the plugin without
 # zeroing the new bytes. nbdkit's own cache filter fails the first check
-# (README, "Differences from nbdkit's cache filter").
+# (README, "Differences from nbdkit's cache filter"). Then the same growth
+# with a connection from before it still open.
 source "$(dirname "$0")/lib.sh"
 
 for mode in writeback writethrough unsafe; do
@@ -37,5 +38,60 @@ assert disk == want, "%s: the plugin's file differs at byte %d" % (
 PY
   stop_nbdkit "g$mode"
   echo "$mode: ok"
+done
+# The plugin grows while a connection (A) from before stays open. nbdkit
+# fixes each connection's size when it connects and aborts the server when a
+# filter calls the plugin past it (nbdkit's own cache filter does, at A's
+# flush). A's requests then meet blocks past its end: a dirty block a newer
+# connection (B) wrote, and A's own last block, which now crosses A's end.
+# ringcache must refuse to send the first through A (it stays dirty, and B's
+# flush writes it) and serve A's reads and writes of the second from the
+# bytes inside A's end, with the server still running and every byte right.
+for mode in writeback writethrough unsafe; do
+  img="$WORK/grow2-$mode.img"
+  make_random "$img" 100000 9
+  start_nbdkit "h$mode" --filter="$FILTER" file "$img" cache="$mode" cache-on-read=true \
+    cache-dir="$WORK"
+  MODE=$mode IMG="$img" SOCK="$(sock "h$mode")" nbdsh_on "h$mode" <<'PY'
+import os, nbd
+mode, img = os.environ["MODE"], os.environ["IMG"]
+want = bytearray(open(img, "rb").read())
+assert h.get_size() == 100000
+with open(img, "ab") as f:                 # the plugin grows under connection A (h)
+    f.write(bytes(range(256)) * 200)       # to 151,200 bytes
+want += bytes(range(256)) * 200
+b = nbd.NBD()
+b.connect_unix(os.environ["SOCK"])
+assert b.get_size() == 151200, b.get_size()
+b.pwrite(b"B" * 4096, 131072 + 100)        # block 2, past A's end
+want[131072 + 100:131072 + 4196] = b"B" * 4096
+# A reads its last block, which now crosses its end, then writes into it.
+got = h.pread(100000 - 65536, 65536)
+assert got == bytes(want[65536:100000]), "%s: A's last block reads wrong" % mode
+h.pwrite(b"A" * 100, 99000)
+want[99000:99100] = b"A" * 100
+assert h.pread(1000, 99000) == bytes(want[99000:100000]), "%s: A's write reads back wrong" % mode
+try:
+    h.flush()
+    a_flush = "ok"
+except nbd.Error as e:
+    a_flush = str(e)
+if mode == "writeback":
+    # B's dirty block lies past A's end: A cannot write it back.
+    assert a_flush != "ok", "writeback: A's flush wrote back a block past its end"
+else:
+    assert a_flush == "ok", "%s: A's flush failed: %s" % (mode, a_flush)
+b.flush()
+assert b.pread(151200, 0) == bytes(want), "%s: B reads wrong bytes" % mode
+if mode != "unsafe":
+    disk = open(img, "rb").read()
+    assert disk == bytes(want), "%s: the plugin's file differs at byte %d" % (
+        mode, next(i for i in range(len(want)) if disk[i] != want[i]))
+b.shutdown()
+PY
+  grep -q "lies past this connection's size" "$WORK/h$mode.log" || [ "$mode" != writeback ] ||
+    fail "$mode: no message naming the refused write-back"
+  stop_nbdkit "h$mode"
+  echo "$mode, a connection from before the growth: ok"
 done
 echo PASS
