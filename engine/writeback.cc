@@ -150,29 +150,45 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
     cur ^= 1;
   };
 
-  for (uint64_t b : blocks) {
+  // Pins block b shared if it is still a dirty block within the disk, and
+  // reads what write-back needs. kBusy: another request holds it (only
+  // without `wait`).
+  enum class Take { kSkip, kPinned, kBusy };
+  auto take = [&](uint64_t b, bool wait, uint8_t* st, uint32_t* len, uint64_t* pos) {
     Shard& s = map_.ShardOf(b);
-    const uint64_t idx = map_.IndexOf(b);
+    MutexLock lock(&s.mu);
+    if (b * bs_ >= size_.load()) return Take::kSkip;  // past the end: the disk shrank
+    if (wait) s.WaitAndPin(b, PinMode::kShared);
+    else if (!s.TryPin(b, PinMode::kShared)) return Take::kBusy;
+    const uint64_t size = size_.load();  // (WaitAndPin may have let a resize in)
+    *st = s.Get(map_.IndexOf(b));
+    if (b * bs_ >= size || !(*st & kCached) || !(*st & kDirty)) {
+      s.Unpin(b, PinMode::kShared);
+      return Take::kSkip;
+    }
+    *len = BlockLen(b, size);
+    *pos = PosOf(s, b);
+    return Take::kPinned;
+  };
+
+  for (uint64_t b : blocks) {
     uint8_t st;
     uint32_t len;
     uint64_t pos;
-    {
-      MutexLock lock(&s.mu);
-      const uint64_t size = size_.load();
-      if (b * bs_ >= size) continue;  // past the end: the disk shrank
-      if (try_only) {
-        if (!s.TryPin(b, PinMode::kShared)) continue;
-      } else {
-        s.WaitAndPin(b, PinMode::kShared);
+    Take got = take(b, /*wait=*/false, &st, &len, &pos);
+    if (got == Take::kBusy) {
+      if (try_only) continue;
+      // Another request holds the block (a write on a slow origin, say). Wait
+      // for it holding no pin: the blocks this write-back has pinned go out
+      // first, so that no request on them waits behind that other block.
+      close_run();
+      if (pending) {
+        origin_write(*pending);
+        pending = nullptr;
       }
-      st = s.Get(idx);
-      if (!(st & kCached) || !(st & kDirty)) {
-        s.Unpin(b, PinMode::kShared);
-        continue;
-      }
-      len = BlockLen(b, size);
-      pos = PosOf(s, b);
+      got = take(b, /*wait=*/true, &st, &len, &pos);
     }
+    if (got != Take::kPinned) continue;
     const bool zero = st & kZero;
     Run* r = &runs[cur];
     if (!r->blocks.empty() && (b != r->blocks.back() + 1 || zero != r->zero ||

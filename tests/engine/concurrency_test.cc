@@ -306,5 +306,42 @@ TEST_F(Concurrency, ConcurrentRmwOfSharedBlocksLosesNothing) {
   }
 }
 
+// A flush that meets a dirty block another request holds (here a write whose
+// cache-file write is held at the gate) waits for it holding no pins: the
+// dirty block before it, which the flush had already pinned, goes to the
+// origin first, so a request on that block does not wait behind the held
+// one. (The flush once kept it pinned all along.)
+TEST_F(Concurrency, FlushWritesOutWhatItHoldsBeforeWaitingForABusyBlock) {
+  ASSERT_NO_FATAL_FAILURE(Open(16 * 4096, {"cache=writeback", "cache-min-block-size=4096"}));
+  std::vector<uint8_t> ten(B, 0x10), eleven(B, 0x11), again(B, 0x12);
+  ASSERT_EQ(engine_->Write(*origin_, ten.data(), B, 10 * B, 0), 0) << LastError();
+  ASSERT_EQ(engine_->Write(*origin_, eleven.data(), B, 11 * B, 0), 0) << LastError();
+  CacheFaults& faults = engine_->cache_faults();
+  int write_result = -1, flush_result = -1;
+  std::thread writer, flusher;
+  {
+    testing_util::WritesHeld held(faults);
+    writer = std::thread([&] { write_result = engine_->Write(*origin_, again.data(), B, 11 * B, 0); });
+    ASSERT_TRUE(testing_util::WaitForHeldWrite(faults, 5000)) << "the write never reached the gate";
+    flusher = std::thread([&] { flush_result = engine_->Flush(*origin_); });
+    // Block 10 reaches the origin while block 11 is still held.
+    bool ten_out = false;
+    for (int i = 0; i < 1000 && !ten_out; i++) {
+      std::vector<uint8_t> snap = origin_->Snapshot();
+      ten_out = memcmp(snap.data() + 10 * B, ten.data(), B) == 0;
+      if (!ten_out) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_TRUE(ten_out) << "the flush kept block 10 pinned while it waited for block 11";
+  }
+  writer.join();
+  flusher.join();
+  EXPECT_EQ(write_result, 0) << LastError();
+  EXPECT_EQ(flush_result, 0) << LastError();
+  ASSERT_EQ(engine_->Flush(*origin_), 0) << LastError();
+  std::vector<uint8_t> snap = origin_->Snapshot();
+  EXPECT_EQ(memcmp(snap.data() + 10 * B, ten.data(), B), 0);
+  EXPECT_EQ(memcmp(snap.data() + 11 * B, again.data(), B), 0);
+}
+
 }  // namespace
 }  // namespace ringcache
