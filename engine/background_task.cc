@@ -40,7 +40,9 @@ void BackgroundTask::Wake() {
 
 void BackgroundTask::WaitIdle() {
   MutexLock lock(&mu_);
-  while ((pending_.load(std::memory_order_relaxed) || running_) && !stop_) idle_cv_.Wait(&mu_);
+  // The pending run, if any, will be the next one started.
+  const uint64_t target = runs_started_ + (pending_.load(std::memory_order_relaxed) ? 1 : 0);
+  while (runs_finished_ < target && !stop_) idle_cv_.Wait(&mu_);
 }
 
 void BackgroundTask::Loop() {
@@ -54,12 +56,12 @@ void BackgroundTask::Loop() {
         return;
       }
       pending_.store(false, std::memory_order_release);
-      running_ = true;
+      runs_started_++;
     }
     task_();
     MutexLock lock(&mu_);
-    running_ = false;
-    if (!pending_.load(std::memory_order_relaxed)) idle_cv_.SignalAll();
+    runs_finished_++;
+    idle_cv_.SignalAll();
   }
 }
 

@@ -30,7 +30,8 @@ class BackgroundTask {
   // Makes the task run (again) soon. Never blocks on the task, unless the
   // thread cannot start: then it runs the task itself.
   void Wake();
-  // Waits until no run is pending or in progress.
+  // Waits until the run in progress and the one pending, if any, have
+  // finished (not for runs woken meanwhile, which could go on for ever).
   void WaitIdle();
 
  private:
@@ -42,7 +43,8 @@ class BackgroundTask {
   CondVar wake_cv_, idle_cv_;
   // Written under mu_; read without it as Wake's fast path.
   std::atomic<bool> pending_{false};
-  bool running_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t runs_started_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t runs_finished_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

@@ -8,6 +8,7 @@
 
 #include "engine/buffers.h"
 #include "engine/cache_store.h"
+#include "engine/errors.h"
 #include "engine/start_thread.h"
 
 namespace ringcache {
@@ -81,6 +82,7 @@ bool FillWriter::Enqueue(uint64_t block, uint64_t pos, uint8_t* buf, uint32_t le
   queue_.push_back({block, pos, buf, len, reserved, slot});
   pending_[block] = {buf, len};
   busy_++;
+  queued_++;
   work_cv_.Signal();
   return true;
 }
@@ -97,7 +99,8 @@ bool FillWriter::CopyPending(uint64_t block, uint8_t* dst, uint32_t offset, uint
 
 void FillWriter::WaitIdle() {
   MutexLock lock(&mu_);
-  while (busy_ > 0) idle_cv_.Wait(&mu_);
+  const uint64_t target = queued_;
+  while (published_ < target) idle_cv_.Wait(&mu_);
 }
 
 void FillWriter::Run() {
@@ -116,7 +119,12 @@ void FillWriter::Run() {
         queue_.pop_front();
       }
     }
-    results.assign(batch.size(), -ENOMEM);
+    // A ring that could not be set up (out of file descriptors or locked
+    // memory) is tried again for every batch; meanwhile fills fail with the
+    // set-up's errno, which the engine counts as cache errors.
+    if (!ring_or.ok()) ring_or = Ring::Create(depth_, fd_, faults_);
+    const int setup_err = ring_or.ok() ? 0 : ErrnoOf(ring_or.status());
+    results.assign(batch.size(), -(setup_err > 0 ? setup_err : ENOMEM));
     if (ring_or.ok()) {
       Ring* ring = ring_or->get();
       for (size_t i = 0; i < batch.size(); i++) {
@@ -138,8 +146,9 @@ void FillWriter::Run() {
     MutexLock lock(&mu_);
     for (const Job& job : batch) free_.push_back(job.buf);
     busy_ -= batch.size();
+    published_ += batch.size();
     batch.clear();
-    if (busy_ == 0) idle_cv_.SignalAll();
+    idle_cv_.SignalAll();
   }
 }
 

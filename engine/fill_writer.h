@@ -48,7 +48,8 @@ class FillWriter {
   // caller's.
   bool Enqueue(uint64_t block, uint64_t pos, uint8_t* buf, uint32_t len, bool reserved,
                uint32_t slot);
-  // Waits until every fill queued so far has been published.
+  // Waits until every fill queued so far has been published (not for fills
+  // queued meanwhile: under a stream of misses the writer may never be idle).
   void WaitIdle();
   // If a fill of `block` is queued or being written, copies `len` bytes at
   // `offset` within the block out of its buffer into `dst` and returns true.
@@ -87,6 +88,10 @@ class FillWriter {
   std::vector<uint8_t*> free_ ABSL_GUARDED_BY(mu_);
   size_t allocated_ ABSL_GUARDED_BY(mu_) = 0;
   size_t busy_ ABSL_GUARDED_BY(mu_) = 0;  // jobs queued or being written
+  // Jobs ever queued, and ever published: jobs run in order, so the first
+  // `published_` queued have all been published.
+  uint64_t queued_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t published_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
