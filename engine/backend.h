@@ -20,6 +20,12 @@ class Backend {
 
   // Size of the origin in bytes, or a negative errno.
   virtual int64_t Size() = 0;
+  // How many bytes of the origin this handle reaches, or -1 when it reaches
+  // all of it (the default, and the engine does not call Size for this). An
+  // nbdkit connection opened before the plugin grew reaches only the size it
+  // was given (see NbdkitBackend): the engine neither fills nor writes back
+  // blocks past that through it.
+  virtual int64_t Reach() { return -1; }
 
   virtual int Pread(void* buf, uint32_t count, uint64_t offset) = 0;
   virtual int Pwrite(const void* buf, uint32_t count, uint64_t offset, bool fua) = 0;

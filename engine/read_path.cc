@@ -26,6 +26,12 @@ int EngineImpl::Prefetch(Backend& origin, uint32_t count, uint64_t offset) {
   // buffer in slices so a huge request does not need a huge buffer.
   uint64_t start = offset / bs_ * bs_;
   uint64_t end = std::min<uint64_t>(size, (offset + count + bs_ - 1) / bs_ * bs_);
+  if (end > offset + count) {
+    // Rounding out must not pass this caller's end of the origin (an nbdkit
+    // connection from before the plugin grew: see NbdkitBackend::WithinSize).
+    const int64_t reach = origin.Reach();
+    if (reach >= 0) end = std::max<uint64_t>(offset + count, std::min<uint64_t>(end, reach));
+  }
   const uint64_t slice = std::max<uint64_t>(bs_, (8u << 20) / bs_ * bs_);
   uint8_t* scratch = AllocAligned(std::min(slice, end - start));
   int err = 0;

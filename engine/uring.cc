@@ -188,8 +188,10 @@ const std::vector<std::pair<uint64_t, int>>& Ring::WaitAll() {
 }
 
 void Ring::ShrinkBookkeeping(size_t keep) {
-  if (in_flight_ > 0 || batch_open_ || std::max(pending_.capacity(), done_.capacity()) <= keep) return;
-  const size_t normal = entries_ * 2;
+  const size_t normal = size_t{entries_} * 2;  // what Create reserves
+  if (in_flight_ > 0 || batch_open_ ||
+      std::max(pending_.capacity(), done_.capacity()) <= std::max(keep, normal))
+    return;
   std::vector<Pending>().swap(pending_);
   std::vector<uint64_t>().swap(tags_);
   std::vector<uint8_t>().swap(reported_);

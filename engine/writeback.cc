@@ -150,6 +150,12 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
     cur ^= 1;
   };
 
+  // This caller's end of the origin: an nbdkit connection from before the
+  // plugin grew sees less than the disk (see NbdkitBackend::WithinSize).
+  // Dirty blocks past it stay dirty for a connection that sees them.
+  const int64_t origin_size = origin.Reach();
+  uint64_t beyond = 0, first_beyond = 0;
+
   // Pins block b shared if it is still a dirty block within the disk, and
   // reads what write-back needs. kBusy: another request holds it (only
   // without `wait`).
@@ -167,6 +173,11 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
       return Take::kSkip;
     }
     *len = BlockLen(b, size);
+    if (origin_size >= 0 && b * bs_ + *len > static_cast<uint64_t>(origin_size)) {
+      s.Unpin(b, PinMode::kShared);
+      if (beyond++ == 0) first_beyond = b;
+      return Take::kSkip;
+    }
     *pos = PosOf(s, b);
     return Take::kPinned;
   };
@@ -207,6 +218,12 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
   if (pending) origin_write(*pending);
   for (Run& r : runs)
     if (r.buf) ReleaseWriteBackBuffer(r.buf);
+  if (beyond > 0 && !first_err)
+    first_err = Fail(EIO,
+                     "ringcache: %d dirty blocks from block %d on lie past this connection's end "
+                     "of the origin (%d bytes; the plugin grew after it connected): they stay dirty "
+                     "until a connection that sees them flushes",
+                     beyond, first_beyond, origin_size);
   if (!retry.empty()) {
     { MutexLock resizing(&size_mu_); }  // wait for a resize under way to finish
     int e = WriteBackBlocks(origin, retry, try_only, written, attempts - 1);

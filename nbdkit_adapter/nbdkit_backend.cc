@@ -39,6 +39,11 @@ int NbdkitBackend::WithinSize(const char* what, uint32_t count, uint64_t offset)
   return ERANGE;
 }
 
+int64_t NbdkitBackend::Reach() {
+  const int64_t size = next_->get_size(next_);
+  return size < 0 ? -1 : size;
+}
+
 int NbdkitBackend::Pread(void* buf, uint32_t count, uint64_t offset) {
   if (int e = WithinSize("read", count, offset)) return e;
   int err = 0;

@@ -25,6 +25,8 @@ class NbdkitBackend final : public Backend {
   explicit NbdkitBackend(nbdkit_next* next) : next_(next) {}
 
   int64_t Size() override;
+  // This connection's size (nbdkit fixes it when the connection opens).
+  int64_t Reach() override;
   int Pread(void* buf, uint32_t count, uint64_t offset) override;
   int Pwrite(const void* buf, uint32_t count, uint64_t offset, bool fua) override;
   int Zero(uint32_t count, uint64_t offset, bool may_trim, bool fua) override;
