@@ -92,8 +92,9 @@ EngineImpl::EngineImpl(const Config& config, std::unique_ptr<CacheStore> store)
       store_(std::move(store)),
       bs_(store_->block_size()),
       map_(config.EffectiveShards()) {
-  zero_block_ = AllocAligned(bs_);
-  memset(zero_block_, 0, bs_);
+  zero_len_ = std::max<uint32_t>(bs_, 1u << 20);
+  zero_block_ = AllocAligned(zero_len_);
+  memset(zero_block_, 0, zero_len_);
   if (config_.max_size != -1) {
     const uint64_t max_blocks = std::max<uint64_t>(1, static_cast<uint64_t>(config_.max_size) / bs_);
     if (max_blocks < kNoSlot) {
@@ -421,7 +422,7 @@ int EngineImpl::OriginZero(Backend& origin, uint32_t count, uint64_t offset, boo
     if (err != EOPNOTSUPP && err != ENOTSUP) return err;
   }
   while (count > 0) {
-    uint32_t n = std::min<uint32_t>(count, bs_);
+    uint32_t n = std::min<uint32_t>(count, zero_len_);
     int err = origin.Pwrite(zero_block_, n, offset, fua);
     if (err) return err;
     count -= n;

@@ -200,17 +200,38 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
       Fail(origin_err, "ringcache: origin %s of %d bytes at offset %d failed: %s",
            zero ? "zero" : "write", count, offset, strerror(origin_err));
   }
-  for (BlockPlan& p : plans) {
-    if (p.act != Act::kThrough || (through && !p.bounce)) continue;
-    uint64_t off = p.block * bs_ + p.data_off;
-    int e = (zero && !p.bounce) ? OriginZero(origin, p.data_len, off, may_trim, origin_fua)
-                                : origin.Pwrite(p.data, p.data_len, off, origin_fua);
-    if (e) {
-      p.err = e;
-      if (!origin_err)
-        origin_err = Fail(e, "ringcache: origin write of block %d (cache full) failed: %s", p.block,
-                          strerror(e));
+  // Blocks that found no room in the cache go to the origin: one call per run
+  // of blocks adjacent on the disk whose bytes are adjacent in memory too.
+  auto through_block = [&](const BlockPlan& p) {
+    return p.act == Act::kThrough && !(through && !p.bounce);
+  };
+  for (size_t i = 0; i < plans.size();) {
+    const BlockPlan& p = plans[i];
+    if (!through_block(p)) {
+      i++;
+      continue;
     }
+    const bool zeros = zero && !p.bounce;
+    const uint64_t off = p.block * bs_ + p.data_off;
+    uint64_t len = p.data_len;
+    size_t j = i + 1;
+    for (; j < plans.size(); j++) {
+      const BlockPlan& q = plans[j];
+      if (!through_block(q) || (zero && !q.bounce) != zeros || q.block * bs_ + q.data_off != off + len ||
+          (!zeros && q.data != plans[j - 1].data + plans[j - 1].data_len) ||
+          len + q.data_len > kMaxTransfer)
+        break;
+      len += q.data_len;
+    }
+    const uint32_t n = static_cast<uint32_t>(len);
+    int e = zeros ? OriginZero(origin, n, off, may_trim, origin_fua) : origin.Pwrite(p.data, n, off, origin_fua);
+    if (e) {
+      for (size_t k = i; k < j; k++) plans[k].err = e;
+      if (!origin_err)
+        origin_err = Fail(e, "ringcache: origin write of blocks %d..%d (cache full) failed: %s", p.block,
+                          plans[j - 1].block, strerror(e));
+    }
+    i = j;
   }
   ApplyResults(ring, plans);
   err = origin_err;
