@@ -154,8 +154,9 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
   int err = OriginReadRuns(origin, plans, Act::kOriginRead);
   int fill_err = OriginReadRuns(origin, plans, Act::kFill);
   if (fill_err == ERANGE) {
-    // Whole blocks past this caller's end of the origin (an nbdkit connection
-    // from before the plugin grew: see NbdkitBackend::WithinSize). The bytes
+    // Whole blocks that reach past this caller's end of the origin (an nbdkit
+    // connection from before the plugin grew: see NbdkitBackend::WithinSize;
+    // any origin's ERANGE lands here too, and costs one more call). The bytes
     // asked for lie within it: read just those, and cache none of these.
     fill_err = 0;
     for (BlockPlan& p : plans) {

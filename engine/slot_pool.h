@@ -44,7 +44,7 @@ class SlotPool {
   // Gives a slot back; it has no owner from then on.
   void Release(uint32_t slot, unsigned hint);
   // Owners. SetOwner and ClearOwner are called under the owning block's shard
-  // lock; Owner is read without it (a hint: the reader checks the block's
+  // lock (Release clears a slot that may have none); Owner is read without it (a hint: the reader checks the block's
   // slot under its shard's lock). SetOwner takes a slot from Acquire.
   void SetOwner(uint32_t slot, uint64_t block) {
     OwnersOf(slot)[slot & kChunkMask].store(block + 1, std::memory_order_relaxed);

@@ -147,9 +147,10 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
   for (BlockPlan& p : plans) {
     if (p.act != Act::kRmwCache && p.act != Act::kRmwOrigin) continue;
     if (p.act == Act::kRmwOrigin && p.err == ERANGE) {
-      // The whole block lies past this caller's end of the origin (an nbdkit
-      // connection from before the plugin grew: see NbdkitBackend::WithinSize).
-      // The bytes written lie within it: they go to the origin only.
+      // The whole block reaches past this caller's end of the origin (an
+      // nbdkit connection from before the plugin grew: see
+      // NbdkitBackend::WithinSize). The bytes written lie within it: they go
+      // to the origin only.
       ReleaseResources(ctx, p);
       p.err = 0;
       p.act = Act::kThrough;
@@ -228,7 +229,7 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
     if (e) {
       for (size_t k = i; k < j; k++) plans[k].err = e;
       if (!origin_err)
-        origin_err = Fail(e, "ringcache: origin write of blocks %d..%d (cache full) failed: %s", p.block,
+        origin_err = Fail(e, "ringcache: origin write of blocks %d..%d (not cached) failed: %s", p.block,
                           plans[j - 1].block, strerror(e));
     }
     i = j;

@@ -24,16 +24,18 @@ int64_t NbdkitBackend::Size() {
 // the server) when a filter calls `next` past it. The engine keeps one size,
 // the latest any connection saw: after the plugin grew, a request on an
 // older connection may write back a dirty block, or fill a block, that lies
-// past that connection's end. Such a call is refused here instead; the
-// engine keeps the blocks dirty for a connection that sees them (a read falls
-// back to the bytes the client asked for).
+// past that connection's end. The engine avoids such calls (Reach: write-back
+// skips those blocks; reads and partial writes of a block that crosses the
+// end fall back to the bytes the client sent or asked for, on ERANGE); this
+// refuses any left, rather than let nbdkit abort.
 int NbdkitBackend::WithinSize(const char* what, uint32_t count, uint64_t offset) {
   const int64_t size = next_->get_size(next_);
-  if (size >= 0 && offset <= static_cast<uint64_t>(size) &&
-      count <= static_cast<uint64_t>(size) - offset)
-    return 0;
-  nbdkit_error("ringcache: plugin %s of %" PRIu32 " bytes at offset %" PRIu64
-               " lies past this connection's size (%" PRId64
+  if (size < 0) return EIO;  // nbdkit has logged why
+  if (offset <= static_cast<uint64_t>(size) && count <= static_cast<uint64_t>(size) - offset) return 0;
+  // Debug only: a read that falls back succeeds, and a failure's own message
+  // reaches the log through the request.
+  nbdkit_debug("ringcache: plugin %s of %" PRIu32 " bytes at offset %" PRIu64
+               " reaches past this connection's size (%" PRId64
                " bytes; the plugin grew after it connected): not sent",
                what, count, offset, size);
   return ERANGE;
