@@ -1,7 +1,8 @@
 // Origin faults (MemoryBackend fault injection): errors pass up with their
 // errno and never as wrong bytes; failed write-backs stay dirty and a later
 // flush retries them; once faults stop one flush makes the origin equal the
-// reference; the engine keeps serving. Also: a missing cache directory.
+// reference; the engine keeps serving. Also: an origin handle that reaches
+// less than the disk, and a missing cache directory.
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -552,6 +553,81 @@ TEST_F(Fault, RandomWorkloadWithRandomOriginFaultsFourThreads) { RunFaultMatrix(
 // the origin, dirty blocks that cannot be read fail with EIO and stay dirty.
 TEST_F(Fault, RandomWorkloadWithRandomCacheFileFaultsOneThread) { RunFaultMatrix(1, true); }
 TEST_F(Fault, RandomWorkloadWithRandomCacheFileFaultsFourThreads) { RunFaultMatrix(4, true); }
+
+// A handle on the origin that reaches only its first `reach` bytes, as an
+// nbdkit connection from before the plugin grew does (NbdkitBackend): calls
+// past that fail with ERANGE; the rest go to the shared origin.
+class ShortReach : public Backend {
+ public:
+  ShortReach(MemoryBackend& origin, uint64_t reach) : o_(origin), reach_(reach) {}
+  int64_t Size() override { return static_cast<int64_t>(reach_); }
+  int64_t Reach() override { return static_cast<int64_t>(reach_); }
+  int Pread(void* buf, uint32_t count, uint64_t offset) override {
+    return Past(count, offset) ? ERANGE : o_.Pread(buf, count, offset);
+  }
+  int Pwrite(const void* buf, uint32_t count, uint64_t offset, bool fua) override {
+    return Past(count, offset) ? ERANGE : o_.Pwrite(buf, count, offset, fua);
+  }
+  int Zero(uint32_t count, uint64_t offset, bool may_trim, bool fua) override {
+    return Past(count, offset) ? ERANGE : o_.Zero(count, offset, may_trim, fua);
+  }
+  int Flush() override { return o_.Flush(); }
+
+ private:
+  bool Past(uint32_t count, uint64_t offset) const { return offset + count > reach_; }
+  MemoryBackend& o_;
+  uint64_t reach_;
+};
+
+// Requests through a handle that reaches less than the disk: the block that
+// crosses its end is read and written through (the bytes asked for, never
+// cached), a prefetch is not rounded out past it, and write-back through it
+// writes the dirty blocks it reaches, keeps the others dirty and says so;
+// a handle that reaches them writes them back later.
+TEST(Reach, RequestsThroughAHandleThatReachesLessThanTheDisk) {
+  constexpr uint32_t B = 4096;
+  TempDir dir;
+  MemoryBackend origin(16 * B);
+  origin.FillPattern(31);
+  std::vector<uint8_t> ref = origin.Snapshot();
+  auto e = OpenEngine({"cache=writeback", "cache-on-read=true", "cache-min-block-size=4096"}, origin,
+                      dir.path());
+  ASSERT_TRUE(e.ok()) << e.status();
+  Engine& engine = **e;
+  ShortReach old(origin, 5 * B + 100);  // block 5 crosses its end
+  std::vector<uint8_t> buf(B);
+  ASSERT_EQ(engine.Read(old, buf.data(), 100, 5 * B), 0) << LastError();
+  EXPECT_EQ(memcmp(buf.data(), ref.data() + 5 * B, 100), 0);
+  ASSERT_EQ(engine.Read(old, buf.data(), B, 4 * B), 0) << LastError();
+  EXPECT_EQ(memcmp(buf.data(), ref.data() + 4 * B, B), 0);
+  ASSERT_EQ(engine.Prefetch(old, 50, 5 * B + 10), 0) << LastError();
+  EXPECT_EQ(engine.GetStats().blocks_cached, 1u) << "only block 4 lies within the handle's reach";
+
+  std::vector<uint8_t> data(B, 0x5a);
+  ASSERT_EQ(engine.Write(old, data.data(), 50, 5 * B + 20, 0), 0) << LastError();
+  std::copy(data.begin(), data.begin() + 50, ref.begin() + 5 * B + 20);
+  EXPECT_EQ(memcmp(origin.Snapshot().data() + 5 * B, ref.data() + 5 * B, B), 0)
+      << "the partial write to the crossing block did not go to the origin";
+  EXPECT_EQ(engine.GetStats().blocks_dirty, 0u);
+
+  std::vector<uint8_t> one(B, 0x01), eight(B, 0x08);
+  ASSERT_EQ(engine.Write(old, one.data(), B, 1 * B, 0), 0) << LastError();
+  ASSERT_EQ(engine.Write(origin, eight.data(), B, 8 * B, 0), 0) << LastError();
+  std::copy(one.begin(), one.end(), ref.begin() + 1 * B);
+  std::copy(eight.begin(), eight.end(), ref.begin() + 8 * B);
+  EXPECT_EQ(engine.Flush(old), EIO);
+  EXPECT_TRUE(absl::StrContains(LastError(), "past this connection's end")) << LastError();
+  std::vector<uint8_t> snap = origin.Snapshot();
+  EXPECT_EQ(memcmp(snap.data() + 1 * B, one.data(), B), 0) << "the reachable dirty block was not written";
+  EXPECT_NE(memcmp(snap.data() + 8 * B, eight.data(), B), 0) << "a block past the reach was written";
+  EXPECT_EQ(engine.GetStats().blocks_dirty, 1u);
+  ASSERT_EQ(engine.Flush(origin), 0) << LastError();
+  snap = origin.Snapshot();
+  EXPECT_EQ(FirstDifference(snap.data(), ref.data(), ref.size()), -1);
+  std::vector<uint8_t> all(16 * B);
+  ASSERT_EQ(engine.Read(origin, all.data(), 16 * B, 0), 0) << LastError();
+  EXPECT_EQ(FirstDifference(all.data(), ref.data(), ref.size()), -1);
+}
 
 TEST(CacheDir, MissingCacheDirectoryIsAnOpenErrorNamingIt) {
   TempDir dir;
