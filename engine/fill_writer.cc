@@ -81,7 +81,6 @@ bool FillWriter::Enqueue(uint64_t block, uint64_t pos, uint8_t* buf, uint32_t le
   }
   queue_.push_back({block, pos, buf, len, reserved, slot});
   pending_[block] = {buf, len};
-  busy_++;
   queued_++;
   work_cv_.Signal();
   return true;
@@ -145,7 +144,6 @@ void FillWriter::Run() {
       publish_(batch[i].block, results[i], batch[i].reserved, batch[i].slot);
     MutexLock lock(&mu_);
     for (const Job& job : batch) free_.push_back(job.buf);
-    busy_ -= batch.size();
     published_ += batch.size();
     batch.clear();
     idle_cv_.SignalAll();

@@ -87,7 +87,6 @@ class FillWriter {
   absl::flat_hash_map<uint64_t, PendingFill> pending_ ABSL_GUARDED_BY(mu_);  // block -> its fill
   std::vector<uint8_t*> free_ ABSL_GUARDED_BY(mu_);
   size_t allocated_ ABSL_GUARDED_BY(mu_) = 0;
-  size_t busy_ ABSL_GUARDED_BY(mu_) = 0;  // jobs queued or being written
   // Jobs ever queued, and ever published: jobs run in order, so the first
   // `published_` queued have all been published.
   uint64_t queued_ ABSL_GUARDED_BY(mu_) = 0;
