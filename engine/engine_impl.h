@@ -310,6 +310,12 @@ class EngineImpl {
     const uint64_t start = block * bs_;
     return start >= size ? 0 : static_cast<uint32_t>(std::min<uint64_t>(bs_, size - start));
   }
+  // Whether `len` bytes of `block` reach past `reach` (a Backend::Reach; -1
+  // reaches everything): the origin must not be asked for them through that
+  // handle.
+  bool PastReach(uint64_t block, uint32_t len, int64_t reach) const {
+    return reach >= 0 && block * bs_ + len > static_cast<uint64_t>(reach);
+  }
 
   // Write-back of dirty blocks (sorted block numbers). With try_only, blocks
   // that are busy are skipped instead of waited for. Returns the first errno.

@@ -57,6 +57,7 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
   std::vector<BlockPlan>& plans = ctx->plans;
   CounterSlot& counters = Counters();
   uint64_t hits = 0, misses = 0;
+  bool fills = false;
 
   // 1. Decide per block under its shard lock, pinning in ascending order.
   for (BlockPlan& p : plans) {
@@ -106,6 +107,7 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
         p.pinned = true;
         p.pin = PinMode::kExclusive;
         p.act = Act::kFill;
+        fills = true;
         bool whole = p.begin == 0 && p.end == p.len;
         if (whole && !NeedsAlignment(dst, 0, p.len)) {
           p.data = dst;
@@ -142,6 +144,20 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
     }
   }
 
+  // A fill reads the whole block from the origin. A block that reaches past
+  // this caller's end of it (an nbdkit connection from before the plugin
+  // grew: Backend::Reach) reads just the bytes asked for, and is not cached.
+  if (fills) {
+    const int64_t reach = origin.Reach();
+    for (BlockPlan& p : plans) {
+      if (p.act != Act::kFill || !PastReach(p.block, p.len, reach)) continue;
+      p.act = Act::kOriginRead;  // unpinned and released below, not published
+      p.data = buf + (p.block * bs_ + p.begin - offset);
+      p.data_off = p.begin;
+      p.data_len = p.end - p.begin;
+    }
+  }
+
   // 2. Cache reads go out first and run while the origin is read.
   QueueRuns(ring, plans, Act::kCacheRead, /*write=*/false);
   bool origin_work = false;
@@ -153,22 +169,6 @@ int EngineImpl::ReadImpl(Backend& origin, uint8_t* buf, uint32_t count, uint64_t
 
   int err = OriginReadRuns(origin, plans, Act::kOriginRead);
   int fill_err = OriginReadRuns(origin, plans, Act::kFill);
-  if (fill_err == ERANGE) {
-    // Whole blocks that reach past this caller's end of the origin (an nbdkit
-    // connection from before the plugin grew: see NbdkitBackend::WithinSize;
-    // any origin's ERANGE lands here too, and costs one more call). The bytes
-    // asked for lie within it: read just those, and cache none of these.
-    fill_err = 0;
-    for (BlockPlan& p : plans) {
-      if (p.act != Act::kFill || !p.err) continue;
-      p.act = Act::kOriginRead;  // unpinned and released below, not published
-      p.err = 0;
-      const uint64_t at = p.block * bs_ + p.begin;
-      if (int e = origin.Pread(buf + (at - offset), p.end - p.begin, at); e && !fill_err)
-        fill_err = Fail(e, "ringcache: origin read of %d bytes at offset %d failed: %s", p.end - p.begin, at,
-                        strerror(e));
-    }
-  }
   if (!err) err = fill_err;
   // Fetched blocks are written to the cache (only those read successfully):
   // in the background for reads, here for prefetch.

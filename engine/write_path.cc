@@ -76,6 +76,7 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
   };
 
   // 1. Pin every block exclusively, in ascending order, and decide.
+  bool rmw_origin = false;
   for (BlockPlan& p : plans) {
     Shard& s = map_.ShardOf(p.block);
     const uint64_t idx = map_.IndexOf(p.block);
@@ -130,8 +131,22 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
       p.act = Act::kNone;  // the origin gets these bytes with the whole request
     } else if (Reserve(p)) {
       p.act = Act::kRmwOrigin;
+      rmw_origin = true;
       use_bounce(p, false);
     } else {
+      p.act = Act::kThrough;
+      use_source(p);
+    }
+  }
+
+  // A partial block that reaches past this caller's end of the origin (an
+  // nbdkit connection from before the plugin grew: Backend::Reach) cannot be
+  // read whole through it: the bytes written go to the origin only.
+  if (rmw_origin) {
+    const int64_t reach = origin.Reach();
+    for (BlockPlan& p : plans) {
+      if (p.act != Act::kRmwOrigin || !PastReach(p.block, p.len, reach)) continue;
+      ReleaseResources(ctx, p);
       p.act = Act::kThrough;
       use_source(p);
     }
@@ -142,21 +157,9 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
   QueueRuns(ring, plans, Act::kRmwCache, /*write=*/false);
   ring->Submit();
   err = OriginReadRuns(origin, plans, Act::kRmwOrigin);
-  if (err == ERANGE) err = 0;  // handled block by block below
   ApplyResults(ring, plans);
   for (BlockPlan& p : plans) {
     if (p.act != Act::kRmwCache && p.act != Act::kRmwOrigin) continue;
-    if (p.act == Act::kRmwOrigin && p.err == ERANGE) {
-      // The whole block reaches past this caller's end of the origin (an
-      // nbdkit connection from before the plugin grew: see
-      // NbdkitBackend::WithinSize). The bytes written lie within it: they go
-      // to the origin only.
-      ReleaseResources(ctx, p);
-      p.err = 0;
-      p.act = Act::kThrough;
-      use_source(p);
-      continue;
-    }
     if (p.err) {
       if (!err)
         err = Fail(p.act == Act::kRmwCache ? EIO : p.err,

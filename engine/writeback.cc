@@ -173,7 +173,7 @@ int EngineImpl::WriteBackBlocks(Backend& origin, const std::vector<uint64_t>& bl
       return Take::kSkip;
     }
     *len = BlockLen(b, size);
-    if (origin_size >= 0 && b * bs_ + *len > static_cast<uint64_t>(origin_size)) {
+    if (PastReach(b, *len, origin_size)) {
       s.Unpin(b, PinMode::kShared);
       if (beyond++ == 0) first_beyond = b;
       return Take::kSkip;

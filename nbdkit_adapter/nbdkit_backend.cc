@@ -26,14 +26,13 @@ int64_t NbdkitBackend::Size() {
 // older connection may write back a dirty block, or fill a block, that lies
 // past that connection's end. The engine avoids such calls (Reach: write-back
 // skips those blocks; reads and partial writes of a block that crosses the
-// end fall back to the bytes the client sent or asked for, on ERANGE); this
-// refuses any left, rather than let nbdkit abort.
+// end send only the bytes the client asked for or sent); this refuses any
+// left, rather than let nbdkit abort.
 int NbdkitBackend::WithinSize(const char* what, uint32_t count, uint64_t offset) {
   const int64_t size = next_->get_size(next_);
   if (size < 0) return EIO;  // nbdkit has logged why
   if (offset <= static_cast<uint64_t>(size) && count <= static_cast<uint64_t>(size) - offset) return 0;
-  // Debug only: a read that falls back succeeds, and a failure's own message
-  // reaches the log through the request.
+  // Debug only: the request's own failure message reaches the log.
   nbdkit_debug("ringcache: plugin %s of %" PRIu32 " bytes at offset %" PRIu64
                " reaches past this connection's size (%" PRId64
                " bytes; the plugin grew after it connected): not sent",

@@ -47,7 +47,7 @@ class NbdkitBackend final : public Backend {
   // Whether this connection may write through `next`.
   bool Writable();
   // 0 if [offset, offset+count) lies within this connection's size, else
-  // ERANGE, with a message naming `what` (see the .cc).
+  // ERANGE (a debug message names `what`), or EIO if the size is unknown.
   int WithinSize(const char* what, uint32_t count, uint64_t offset);
 
   nbdkit_next* next_;
