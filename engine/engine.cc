@@ -384,15 +384,9 @@ int EngineImpl::OriginReadRuns(Backend& origin, std::vector<BlockPlan>& plans, A
       i++;
       continue;
     }
-    size_t j = i + 1;
-    uint64_t run = plans[i].data_len;
-    while (j < n && plans[j].act == act && plans[j].block == plans[j - 1].block + 1 &&
-           plans[j - 1].data_off + plans[j - 1].data_len == plans[j - 1].len && plans[j].data_off == 0 &&
-           plans[j - 1].data + plans[j - 1].data_len == plans[j].data &&
-           run + plans[j].data_len <= kMaxTransfer) {
-      run += plans[j].data_len;
-      j++;
-    }
+    uint64_t run = 0;
+    const size_t j = OriginRunEnd(plans, i, /*in_memory=*/true,
+                                  [act](const BlockPlan& q) { return q.act == act; }, &run);
     uint64_t off = OriginOffset(plans[i]);
     int err = origin.Pread(plans[i].data, static_cast<uint32_t>(run), off);
     if (err) {

@@ -224,6 +224,26 @@ class EngineImpl {
   void ApplyResults(Ring* ring, std::vector<BlockPlan>& plans);
   // Origin reads for runs of plans with the given act (contiguous data).
   int OriginReadRuns(Backend& origin, std::vector<BlockPlan>& plans, Act act);
+  // The end (one past) of the run of origin I/O that starts at plans[i]: the
+  // plans after it that `joins` accepts, each starting on the disk where the
+  // one before ends and, with `in_memory`, in memory where its bytes end, up
+  // to kMaxTransfer bytes in all (*bytes).
+  template <typename Joins>
+  size_t OriginRunEnd(const std::vector<BlockPlan>& plans, size_t i, bool in_memory, Joins joins,
+                      uint64_t* bytes) const {
+    uint64_t run = plans[i].data_len;
+    size_t j = i + 1;
+    for (; j < plans.size(); j++) {
+      const BlockPlan& prev = plans[j - 1];
+      const BlockPlan& q = plans[j];
+      if (!joins(q) || OriginOffset(q) != OriginOffset(prev) + prev.data_len ||
+          (in_memory && q.data != prev.data + prev.data_len) || run + q.data_len > kMaxTransfer)
+        break;
+      run += q.data_len;
+    }
+    *bytes = run;
+    return j;
+  }
 
   // Cache space (only with cache-max-size).
   bool capped() const { return max_blocks_.load(std::memory_order_relaxed) != 0; }

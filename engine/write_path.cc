@@ -215,18 +215,12 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
       i++;
       continue;
     }
-    const bool zeros = zero && !p.bounce;
-    const uint64_t off = p.block * bs_ + p.data_off;
-    uint64_t len = p.data_len;
-    size_t j = i + 1;
-    for (; j < plans.size(); j++) {
-      const BlockPlan& q = plans[j];
-      if (!through_block(q) || (zero && !q.bounce) != zeros || q.block * bs_ + q.data_off != off + len ||
-          (!zeros && q.data != plans[j - 1].data + plans[j - 1].data_len) ||
-          len + q.data_len > kMaxTransfer)
-        break;
-      len += q.data_len;
-    }
+    const bool zeros = zero && !p.bounce;  // zeros need no bytes in memory
+    const uint64_t off = OriginOffset(p);
+    uint64_t len = 0;
+    const size_t j = OriginRunEnd(
+        plans, i, /*in_memory=*/!zeros,
+        [&](const BlockPlan& q) { return through_block(q) && (zero && !q.bounce) == zeros; }, &len);
     const uint32_t n = static_cast<uint32_t>(len);
     int e = zeros ? OriginZero(origin, n, off, may_trim, origin_fua) : origin.Pwrite(p.data, n, off, origin_fua);
     if (e) {
