@@ -55,8 +55,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-stat_of() { tr ' ' '\n' <"$1" | sed -n "s/^$2=//p"; }
-
 printf '%-10s %-6s %8s %10s %10s  %s\n' server disk IOPS "p99 ms" "max ms" "ringcache stats"
 for size in $SIZES; do
   for v in nbdkit ringcache; do

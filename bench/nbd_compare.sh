@@ -195,7 +195,7 @@ row_cold() {
     if [ "$v" = ringcache ] && [ -s "$stats" ]; then
       log "ringcache stats: $(cat "$stats")"
       for key in misses blocks_cached fills_skipped; do
-        R[cold.ringcache.$key]=$(tr ' ' '\n' <"$stats" | sed -n "s/^$key=//p")
+        R[cold.ringcache.$key]=$(stat_of "$stats" "$key")
       done
     fi
   done
@@ -283,7 +283,7 @@ row_warm() {
   run_rounds warm --rw=randread --bs=4k --numjobs=4 --iodepth=16
   stop_all_nbdkit
   if [ -s "$stats" ]; then
-    misses=$(tr ' ' '\n' <"$stats" | sed -n 's/^misses=//p')
+    misses=$(stat_of "$stats" misses)
     log "ringcache stats after the warm row: $(cat "$stats")"
     log "ringcache warm row: $((misses - 4096)) block misses beyond the prefill's 4096"
   fi

@@ -1,6 +1,7 @@
-# Starting and stopping nbdkit servers on Unix sockets (sourced by
-# bench/nbd_compare.sh). The caller sets WORK (a private temp dir) and
-# NBDKIT_THREADS, and installs a trap that calls stop_all_nbdkit.
+# Starting and stopping nbdkit servers on Unix sockets, and reading ringcache
+# stats files (sourced by bench/nbd_compare.sh, cpu_share.sh, huge_disk.sh).
+# The caller sets WORK (a private temp dir) and NBDKIT_THREADS, and installs a
+# trap that calls stop_all_nbdkit.
 #
 # Several servers may run at once, one per NAME (socket $WORK/NAME.sock);
 # SERVER_NAME and SERVER_SOCK name the current one, which server_uri uses.
@@ -82,3 +83,7 @@ stop_all_nbdkit() {
   local n
   for n in "${!SERVER_PIDS[@]}"; do stop_nbdkit "$n"; done
 }
+
+# stat_of FILE KEY: the value of KEY in a ringcache stats file
+# (RINGCACHE_STATS_FILE: "key=value" pairs separated by spaces).
+stat_of() { tr ' ' '\n' <"$1" | sed -n "s/^$2=//p"; }
