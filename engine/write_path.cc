@@ -75,16 +75,14 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
     p.data_len = p.end - p.begin;
   };
 
-  // 1. Pin every block exclusively, in ascending order, and decide.
+  // 1. Pin every block exclusively, then decide.
+  PinExclusively(plans);
   bool rmw_origin = false;
   for (BlockPlan& p : plans) {
     Shard& s = map_.ShardOf(p.block);
     const uint64_t idx = map_.IndexOf(p.block);
     {
       MutexLock lock(&s.mu);
-      s.WaitAndPin(p.block, PinMode::kExclusive);
-      p.pinned = true;
-      p.pin = PinMode::kExclusive;
       p.old_state = s.Get(idx);
       p.stale = p.len != BlockLen(p.block, size_.load());
       if ((p.old_state & kCached) && !(p.old_state & kZero)) p.pos = PosOf(s, p.block);
@@ -342,6 +340,34 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
   return err;
 }
 
+void EngineImpl::PinExclusively(std::vector<BlockPlan>& plans, bool (*wanted)(const BlockPlan&)) {
+  for (;;) {
+    size_t taken = 0;
+    for (; taken < plans.size(); taken++) {
+      BlockPlan& p = plans[taken];
+      if (wanted && !wanted(p)) continue;
+      Shard& s = map_.ShardOf(p.block);
+      MutexLock lock(&s.mu);
+      if (!s.TryPin(p.block, PinMode::kExclusive)) break;
+      p.pinned = true;
+      p.pin = PinMode::kExclusive;
+    }
+    if (taken == plans.size()) return;
+    for (size_t i = 0; i < taken; i++) {
+      BlockPlan& p = plans[i];
+      if (!p.pinned) continue;
+      Shard& s = map_.ShardOf(p.block);
+      MutexLock lock(&s.mu);
+      s.Unpin(p.block, PinMode::kExclusive);
+      p.pinned = false;
+    }
+    const uint64_t busy = plans[taken].block;
+    Shard& s = map_.ShardOf(busy);
+    MutexLock lock(&s.mu);
+    while (!s.CanPin(busy, PinMode::kExclusive)) s.WaitForChange(busy);
+  }
+}
+
 int EngineImpl::Trim(Backend& origin, uint32_t count, uint64_t offset, uint32_t flags) {
   if (flags & ~kFlagFua) return Fail(EINVAL, "ringcache: trim with unsupported flags 0x%x", flags);
   if (int err = CheckRange("trim", count, offset, ENOSPC)) return err;
@@ -354,19 +380,19 @@ int EngineImpl::Trim(Backend& origin, uint32_t count, uint64_t offset, uint32_t 
   std::vector<BlockPlan>& plans = ctx->plans;
 
   uint64_t first_full = UINT64_MAX, end_full = 0;
+  // Partial blocks are left alone.
+  PinExclusively(plans, [](const BlockPlan& p) { return p.begin == 0 && p.end == p.len; });
   for (BlockPlan& p : plans) {
-    if (!(p.begin == 0 && p.end == p.len)) continue;  // partial blocks are left alone
+    if (!p.pinned) continue;
     Shard& s = map_.ShardOf(p.block);
     MutexLock lock(&s.mu);
-    s.WaitAndPin(p.block, PinMode::kExclusive);
     if (p.len != BlockLen(p.block, size_.load())) {
       // Planned before a resize changed this block's length: left alone,
       // like a partial block (only the request's last blocks can be so).
       s.Unpin(p.block, PinMode::kExclusive);
+      p.pinned = false;
       continue;
     }
-    p.pinned = true;
-    p.pin = PinMode::kExclusive;
     p.old_state = s.Get(map_.IndexOf(p.block));
     p.act = Act::kDrop;
     if (first_full == UINT64_MAX) first_full = p.block * bs_;
