@@ -131,7 +131,7 @@ void ReadQueue::ToWorkers(uint32_t slot) {
     while (workers_.size() < worker_count_)
       workers_.push_back(
           StartThread(&engine_.cache_faults_.fail_thread_starts, [this] { WorkerLoop(); }));
-  } catch (const std::system_error&) {
+  } catch (const std::exception&) {  // std::system_error, or std::bad_alloc
     // Out of threads: make do with those running; with none, serve the
     // read on this thread rather than lose it: now, or once the fast hits
     // in flight have let go of their pins (see deferred_).
@@ -148,17 +148,21 @@ void ReadQueue::ToWorkers(uint32_t slot) {
   work_cv_.Signal();
 }
 
-void ReadQueue::ServeHere(uint32_t slot) {
-  Op& op = ops_[slot];
+void ReadQueue::RunRead(Op& op) {
   try {
     op.err = engine_.Read(origin_, op.buf, op.count, op.offset);
     if (op.err) op.message = LastError();
   } catch (const std::exception&) {
-    // Out of memory (a thread context, a message): the read fails, and
-    // Wait goes on with the others rather than lose track of them.
+    // Out of memory (a thread context, its plans, a message): the read
+    // fails, and the queue goes on with the others rather than lose track
+    // of them (on a worker thread, an exception would end the process).
     op.err = ENOMEM;
     op.message.clear();
   }
+}
+
+void ReadQueue::ServeHere(uint32_t slot) {
+  RunRead(ops_[slot]);
   MutexLock lock(&mu_);
   slow_done_.push_back(slot);  // reserved to depth_: does not allocate
 }
@@ -180,10 +184,7 @@ void ReadQueue::WorkerLoop() {
       slot = slow_todo_.back();
       slow_todo_.pop_back();
     }
-    Op& op = ops_[slot];
-    int err = engine_.Read(origin_, op.buf, op.count, op.offset);
-    op.err = err;
-    if (err) op.message = LastError();
+    RunRead(ops_[slot]);
     {
       MutexLock lock(&mu_);
       slow_done_.push_back(slot);

@@ -105,6 +105,9 @@ class ReadQueue {
   void HandleCqe(uint64_t user_data, int res);
   void ArmWake();
   void ToWorkers(uint32_t slot);
+  // Runs a read through Engine::Read (a worker's, or one served here) and
+  // records its result in op; never throws.
+  void RunRead(Op& op);
   void ServeHere(uint32_t slot);
   bool ServeDeferred();
   void WorkerLoop();
@@ -127,8 +130,9 @@ class ReadQueue {
   unsigned slow_in_flight_ = 0;      // of in_flight_, with the workers
   unsigned fast_in_flight_ = 0;      // of in_flight_, fast hits (their blocks pinned)
   // Reads to serve on this thread (no worker could start) once no fast hit
-  // holds pins: served meanwhile, such a read could wait for a block that a
-  // writer has pinned while the writer waits for one of those pins.
+  // holds pins. (Writers no longer keep pins while they wait for one, see
+  // EngineImpl::PinExclusively, which was how such a read could deadlock;
+  // the rule stays as a margin: this thread holds no pin while it reads.)
   std::vector<uint32_t> deferred_;
   unsigned completed_in_call_ = 0;   // callbacks run in the current Wait
   uint64_t fast_hits_ = 0, worker_reads_ = 0;
