@@ -38,7 +38,7 @@ int AsyncExecutor::StartLocked() {
   while (threads_.size() < workers_) {
     try {
       threads_.emplace_back([this] { WorkerLoop(); });
-    } catch (const std::system_error&) {
+    } catch (const std::exception&) {  // std::system_error, or std::bad_alloc
       break;  // run with the threads we have, if any
     }
   }
@@ -47,7 +47,7 @@ int AsyncExecutor::StartLocked() {
   return 0;
 }
 
-int AsyncExecutor::Submit(const AsyncRequest& req) {
+int AsyncExecutor::Submit(const AsyncRequest& req, bool never_block) {
   MutexLock lock(&mu_);
   if (shut_down_) return ESHUTDOWN;
   if (!started_) {
@@ -55,7 +55,7 @@ int AsyncExecutor::Submit(const AsyncRequest& req) {
     if (err) return err;
   }
   while (free_head_ == kNone) {
-    if (OnWorkerThread()) return EAGAIN;
+    if (never_block || OnWorkerThread()) return EAGAIN;
     space_cv_.Wait(&mu_);
     if (shut_down_) return ESHUTDOWN;
   }

@@ -51,10 +51,12 @@ class AsyncExecutor {
   AsyncExecutor& operator=(const AsyncExecutor&) = delete;
 
   // Queues req (req.done must not be null). Returns 0, or a positive errno:
-  // EAGAIN (queue full and called from a worker, or no thread could be
-  // started), ENOMEM (the pool could not be allocated), ESHUTDOWN (after
-  // Shutdown). Thread-safe.
-  int Submit(const AsyncRequest& req);
+  // EAGAIN (queue full and called from a worker or with never_block, or no
+  // thread could be started), ENOMEM (the pool could not be allocated),
+  // ESHUTDOWN (after Shutdown). never_block: the caller is one the workers
+  // may be waiting for (the C API: a read queue's done callback, whose
+  // queue holds pins), so it must not wait for them either. Thread-safe.
+  int Submit(const AsyncRequest& req, bool never_block = false);
 
   // Waits until no request is queued or running (requests submitted by done
   // callbacks meanwhile are run too), then stops and joins the workers; later

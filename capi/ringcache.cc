@@ -50,6 +50,25 @@ constexpr uint32_t kAsyncQueueCapacity = 1024;
 
 thread_local std::string tls_error;
 
+// The engine whose read queue is running done callbacks on this thread (in
+// rc_queue_wait or rc_queue_close), or null. That queue's fast hits hold
+// pins that only this thread releases, and the async workers may be waiting
+// for them, so an rc_submit_* to that engine from here must not wait for a
+// worker either.
+thread_local const rc_engine* tls_queue_callbacks_of = nullptr;
+
+// Marks this thread as running `e`'s read-queue callbacks for its lifetime.
+class QueueCallbacksScope {
+ public:
+  explicit QueueCallbacksScope(const rc_engine* e) : saved_(tls_queue_callbacks_of) {
+    tls_queue_callbacks_of = e;
+  }
+  ~QueueCallbacksScope() { tls_queue_callbacks_of = saved_; }
+
+ private:
+  const rc_engine* saved_;
+};
+
 // The smallest rc_latency a caller may pass: the whole struct as first
 // published (fields added later go after it).
 constexpr uint32_t kMinLatencySize = 320;
@@ -189,12 +208,13 @@ int DoFlush(rc_engine* e) {
 
 int Submit(rc_engine* e, const char* call, AsyncRequest req) {
   req.submitted_ns = ringcache::MonotonicNanos();
-  int err = e->executor.Submit(req);
+  int err = e->executor.Submit(req, /*never_block=*/tls_queue_callbacks_of == e);
   if (err == 0) return 0;
   switch (err) {
     case EAGAIN:
-      return Fail(EAGAIN, "%s: the async queue is full (%u requests) and this is a done callback, "
-                          "or no worker thread could be started: retry later",
+      return Fail(EAGAIN, "%s: the async queue is full (%u requests) and this is a done callback "
+                          "(of a request or of a read queue of this engine), or no worker thread "
+                          "could be started: retry later",
                   call, kAsyncQueueCapacity);
     case ESHUTDOWN: return Fail(ESHUTDOWN, "%s: the engine is being closed", call);
     default: return Fail(err, "%s: cannot queue the request: %s", call, strerror(err));
@@ -484,6 +504,7 @@ int rc_queue_wait(rc_queue* q, unsigned min_complete) {
   if (q->in_wait)
     return Fail(EDEADLK, "rc_queue_wait: called from a done callback of the same queue");
   q->in_wait = true;
+  QueueCallbacksScope callbacks(q->engine);
   const int n = Guarded<int>("rc_queue_wait",
                              [&] { return static_cast<int>(q->reads->Wait(min_complete)); });
   q->in_wait = false;
@@ -505,7 +526,10 @@ void rc_queue_close(rc_queue* q) {
   }
   q->closing = true;
   q->in_wait = true;
-  q->reads.reset();  // completes what is in flight
+  {
+    QueueCallbacksScope callbacks(q->engine);
+    q->reads.reset();  // completes what is in flight
+  }
   q->engine->open_queues.fetch_sub(1);
   delete q;
 }

@@ -260,8 +260,11 @@ int rc_pwrite (rc_engine *e, const void *buf, uint32_t count, uint64_t offset,
 int rc_zero (rc_engine *e, uint32_t count, uint64_t offset, uint32_t flags);
 
 /* Discards count bytes at offset: cached copies of wholly covered blocks are
- * dropped and, if the origin has a trim callback, the trim is passed on.
- * The range's contents are unspecified afterwards.  flags: 0 or RC_FUA.
+ * dropped and, if the origin has a trim callback, the trim of those whole
+ * blocks is passed on.  The partial blocks at its edges are left alone in
+ * both (the cache and the origin stay alike), so a trim smaller than a
+ * block does nothing.  The range's contents are unspecified afterwards.
+ * flags: 0 or RC_FUA.
  * Returns 0, or -EINVAL (e NULL; unknown flag; past the end), or the error of
  * the origin. */
 int rc_trim (rc_engine *e, uint32_t count, uint64_t offset, uint32_t flags);
@@ -288,9 +291,10 @@ int rc_prefetch (rc_engine *e, uint32_t count, uint64_t offset);
  *
  * Up to 1024 requests per engine may wait in its queue (besides one running
  * on each worker thread).  A submit beyond that blocks until a worker takes
- * the next one, except from a done callback of the same engine, where it
- * returns -EAGAIN at once instead (blocking there could deadlock the
- * workers).  Thread-safe. */
+ * the next one, except from a done callback of the same engine (of an
+ * rc_submit_* request, or of one of its read queues), where it returns
+ * -EAGAIN at once instead (blocking there could deadlock the workers).
+ * Thread-safe. */
 
 /* Asynchronous rc_pread.  Returns 0, or -EINVAL (e, done NULL; buf NULL with
  * count > 0; past the end), or -EAGAIN (see above). */
@@ -326,8 +330,14 @@ int rc_submit_flush (rc_engine *e, rc_done_fn done, void *user);
  * with each other and with every other call on the engine.  A cached block
  * being read by a queue cannot be overwritten until its completion has been
  * collected by rc_queue_wait, so keep calling rc_queue_wait while reads are
- * in flight, and do not issue a synchronous write from the queue's thread to
- * a block it is reading. */
+ * in flight.  A write, zero or trim that covers such a block waits for that
+ * collection (holding none of its other blocks meanwhile), so do not issue
+ * one synchronously from the queue's thread to a block it is reading, nor
+ * from two queues' threads each to blocks the other's queue is reading.
+ * Synchronous reads and flushes from the queue's thread, of any block, do
+ * not wait for the queue's own reads.  From the queue's done callbacks,
+ * rc_submit_* to the same engine returns -EAGAIN rather than block when the
+ * async queue is full (see rc_submit_pread). */
 typedef struct rc_queue rc_queue;
 
 /* Opens a read queue on e for up to depth reads in flight (1 to 4096) and

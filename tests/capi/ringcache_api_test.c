@@ -74,13 +74,16 @@ typedef struct mem_origin {
   int gate_closed;
   /* Counters. */
   atomic_uint reads, writes, fua_writes, zeroes, trims, flushes;
+  atomic_int at_gate;           /* callers waiting at the gate now */
 } mem_origin;
 
 static void pass_gate (mem_origin *m)
 {
   pthread_mutex_lock (&m->gate_lock);
+  atomic_fetch_add (&m->at_gate, 1);
   while (m->gate_closed)
     pthread_cond_wait (&m->gate_cond, &m->gate_lock);
+  atomic_fetch_sub (&m->at_gate, 1);
   pthread_mutex_unlock (&m->gate_lock);
 }
 
@@ -1267,6 +1270,76 @@ static void test_queue (void)
   mem_free (m);
 }
 
+/* A read queue's done callback that submits to the same engine. */
+typedef struct queue_submit {
+  rc_engine *e;
+  unsigned char *buf;
+  async_state *s;
+  int submit_result;
+  char message[256];
+} queue_submit;
+
+static void queue_submit_done (void *user, int result)
+{
+  queue_submit *qs = user;
+  CHECK_EQ (result, 0);
+  qs->submit_result = rc_submit_pread (qs->e, qs->buf, SLOT, 0, count_done, qs->s);
+  snprintf (qs->message, sizeof qs->message, "%s", rc_last_error ());
+}
+
+/* From a read queue's done callback, a submit to the engine whose async
+ * queue is full returns -EAGAIN instead of waiting for a worker: the
+ * workers may be waiting for blocks that the queue's fast hits hold, which
+ * only this thread lets go of.  Here they wait at the origin's gate, which
+ * only this thread opens; a blocking submit would never return (the alarm
+ * then ends the test). */
+static void test_queue_callback_submit (void)
+{
+  const uint64_t size = 64 * (uint64_t) SLOT;
+  mem_origin *m = mem_new (size);
+  rc_origin o = origin_of (m);
+  rc_engine *e = open_mode (&o, "writeback");   /* 4 workers */
+  unsigned char *bufs = malloc (6 * (size_t) SLOT);
+  async_state s;
+  queue_submit qs;
+  rc_queue *q = NULL;
+  int i;
+
+  memset (&s, 0, sizeof s);
+  memset (&qs, 0, sizeof qs);
+  memset (bufs, 0x5a, SLOT);
+  CHECK_EQ (rc_pwrite (e, bufs, SLOT, 0, 0), 0);   /* block 0 cached: a fast hit */
+  set_gate (m, 1);
+  for (i = 0; i < 4; i++)    /* misses: each worker waits at the gate */
+    CHECK_EQ (rc_submit_pread (e, bufs + (size_t) (i + 1) * SLOT, SLOT,
+                               (uint64_t) (8 + i) * SLOT, count_done, &s), 0);
+  for (i = 0; i < 10000 && atomic_load (&m->at_gate) < 4; i++)
+    usleep (1000);
+  CHECK_EQ (atomic_load (&m->at_gate), 4);
+  for (i = 0; i < 1024; i++)  /* the async queue's capacity */
+    CHECK_EQ (rc_submit_flush (e, count_done, &s), 0);
+  CHECK_EQ (rc_queue_open (e, 4, &q), 0);
+  if (q != NULL) {
+    qs.e = e;
+    qs.buf = bufs + 5 * (size_t) SLOT;
+    qs.s = &s;
+    qs.submit_result = 1;
+    CHECK_EQ (rc_queue_pread (q, bufs + 5 * (size_t) SLOT, SLOT, 0, queue_submit_done, &qs), 0);
+    alarm (60);
+    CHECK_EQ (rc_queue_wait (q, 1), 1);
+    alarm (0);
+    CHECK_EQ (qs.submit_result, -EAGAIN);
+    CHECK (strstr (qs.message, "read queue") != NULL);
+    rc_queue_close (q);
+  }
+  set_gate (m, 0);
+  CHECK_EQ (wait_for (&s, 4 + 1024), 4 + 1024);
+  CHECK_EQ (atomic_load (&s.errors), 0);
+  CHECK_EQ (rc_engine_close (e), 0);
+  free (bufs);
+  mem_free (m);
+}
+
 /* ---- latency histograms -------------------------------------------------- */
 
 static rc_latency get_latency (rc_engine *e, int op)
@@ -1446,6 +1519,7 @@ int main (void)
   test_failing_origin ();
   test_async ();
   test_queue ();
+  test_queue_callback_submit ();
   test_threads ();
   test_latency ();
 
