@@ -1,5 +1,7 @@
 #include "engine/buffers.h"
 
+#include <sys/mman.h>
+
 #include <new>
 
 #include "engine/cache_faults.h"
@@ -22,6 +24,16 @@ uint8_t* TryAllocAligned(size_t n, CacheFaults* faults) {
 }
 
 void FreeAligned(uint8_t* p) { free(p); }
+
+const uint8_t* MapZeros(size_t n) {
+  void* p = mmap(nullptr, n, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  return static_cast<const uint8_t*>(p);
+}
+
+void UnmapZeros(const uint8_t* p, size_t n) {
+  if (p) munmap(const_cast<uint8_t*>(p), n);
+}
 
 BufferCache::~BufferCache() {
   for (uint8_t* b : free_) FreeAligned(b);

@@ -17,6 +17,11 @@ uint8_t* AllocAligned(size_t n);
 // buffers taken while blocks are pinned: a failure there must release them.
 uint8_t* TryAllocAligned(size_t n, CacheFaults* faults);
 void FreeAligned(uint8_t* p);
+// n bytes of zeros that are only ever read: a read-only anonymous mapping,
+// which costs no memory however large (its pages are the kernel's zero
+// page). Throws std::bad_alloc when it cannot be mapped.
+const uint8_t* MapZeros(size_t n);
+void UnmapZeros(const uint8_t* p, size_t n);
 
 class BufferCache {
  public:

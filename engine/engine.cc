@@ -93,8 +93,7 @@ EngineImpl::EngineImpl(const Config& config, std::unique_ptr<CacheStore> store)
       bs_(store_->block_size()),
       map_(config.EffectiveShards()) {
   zero_len_ = std::max<uint32_t>(bs_, 1u << 20);
-  zero_block_ = AllocAligned(zero_len_);
-  memset(zero_block_, 0, zero_len_);
+  zero_block_ = MapZeros(zero_len_);
   if (config_.max_size != -1) {
     const uint64_t max_blocks = std::max<uint64_t>(1, static_cast<uint64_t>(config_.max_size) / bs_);
     if (max_blocks < kNoSlot) {
@@ -132,7 +131,7 @@ EngineImpl::~EngineImpl() {
   reclaimer_.reset();    // a pass in progress finishes first
   threads_->Clear();
   for (uint8_t* b : wb_free_) FreeAligned(b);
-  FreeAligned(zero_block_);
+  UnmapZeros(zero_block_, zero_len_);
 }
 
 absl::Status EngineImpl::ProbeRing() {

@@ -369,7 +369,7 @@ class EngineImpl {
   // once could leave the high mark of one and the low mark of the other.
   Mutex limits_mu_;
   CounterSlot counters_[16];
-  uint8_t* zero_block_ = nullptr;  // zero_len_ zero bytes, aligned
+  const uint8_t* zero_block_ = nullptr;  // zero_len_ zero bytes, aligned, read-only (MapZeros)
   uint32_t zero_len_ = 0;          // at least a block, and at least 1 MiB
 
   // Space limits in blocks (0: unlimited): from cache-max-size, or learnt
