@@ -37,6 +37,9 @@ struct CacheFaults {
   // examined, so that tests can see a pass's cost grow with the cache, not
   // the disk.
   std::atomic<uint64_t> reclaim_positions{0};
+  // Not a fault: the most bounce buffers one request (or one slice of it)
+  // has reserved, so that tests can see them bounded (EngineImpl::Sliced).
+  std::atomic<uint64_t> max_bounces{0};
 
   // Returns 0, or the negative errno to complete this op with.
   int Next(bool write) {

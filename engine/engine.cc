@@ -296,6 +296,9 @@ int EngineImpl::ReserveBounces(ThreadContext* ctx, const uint8_t* buf, uint64_t 
     n += p.begin != 0 || p.end != p.len ||
          (buf && NeedsAlignment(buf + (p.block * bs_ + p.begin - offset), 0, p.len));
   }
+  uint64_t seen = cache_faults_.max_bounces.load(std::memory_order_relaxed);
+  while (n > seen && !cache_faults_.max_bounces.compare_exchange_weak(seen, n, std::memory_order_relaxed)) {
+  }
   if (ctx->buffers.Reserve(n)) return 0;
   return Fail(ENOMEM, "ringcache: %s: out of memory for %d block buffers of %d bytes", what, n, bs_);
 }

@@ -3,6 +3,7 @@
 #ifndef RINGCACHE_ENGINE_ENGINE_IMPL_H_
 #define RINGCACHE_ENGINE_ENGINE_IMPL_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -197,6 +198,27 @@ class EngineImpl {
   // when it returns (RequestTrim). (A block that a shrink made the disk's new
   // partial tail after planning may still take one more, allocated then.)
   int ReserveBounces(ThreadContext* ctx, const uint8_t* buf, uint64_t offset, const char* what);
+  // Runs fn(buf, count, offset) for the request, or, when its bounce
+  // buffers would be unbounded, for consecutive slices of it. With
+  // direct-io, a buffer that is not aligned like the request's offset puts
+  // every block through a bounce buffer; a request longer than kBounceSlice
+  // (the C API allows 4 GiB) then goes in slices of whole blocks of at most
+  // that length, one after another, and stops at the first that fails.
+  template <typename Fn>
+  int Sliced(const uint8_t* buf, uint32_t count, uint64_t offset, Fn fn) {
+    const uint64_t slice = std::max<uint64_t>(bs_, kBounceSlice / bs_ * bs_);
+    if (!store_->direct_io() || buf == nullptr || count <= slice ||
+        (reinterpret_cast<uintptr_t>(buf) - offset) % CacheStore::kDirectAlign == 0)
+      return fn(buf, count, offset);
+    const uint64_t end = offset + count;
+    for (uint64_t pos = offset; pos < end;) {
+      const uint64_t next = std::min(end, pos / bs_ * bs_ + slice);
+      if (int err = fn(buf + (pos - offset), static_cast<uint32_t>(next - pos), pos)) return err;
+      pos = next;
+    }
+    return 0;
+  }
+  static constexpr uint64_t kBounceSlice = 16u << 20;
   // 0 if [offset, offset+count) is inside the disk; else sets the message
   // ("<what> of N bytes at offset O is past the end") and returns err.
   int CheckRange(const char* what, uint32_t count, uint64_t offset, int err) const;

@@ -14,8 +14,12 @@ namespace ringcache {
 int EngineImpl::Read(Backend& origin, void* buf, uint32_t count, uint64_t offset) {
   if (int err = CheckReadRequest(buf, count, offset)) return err;
   if (count == 0) return 0;
-  return ReadImpl(origin, static_cast<uint8_t*>(buf), count, offset, config_.CacheOnReadNow(),
-                  /*sync_fill=*/false);
+  const bool cache_misses = config_.CacheOnReadNow();
+  return Sliced(static_cast<uint8_t*>(buf), count, offset,
+                [&](const uint8_t* b, uint32_t n, uint64_t off) {
+                  return ReadImpl(origin, const_cast<uint8_t*>(b), n, off, cache_misses,
+                                  /*sync_fill=*/false);
+                });
 }
 
 int EngineImpl::Prefetch(Backend& origin, uint32_t count, uint64_t offset) {

@@ -20,7 +20,10 @@ int EngineImpl::Write(Backend& origin, const void* buf, uint32_t count, uint64_t
   if (int err = CheckRange("write", count, offset, ENOSPC)) return err;
   if (count == 0) return 0;
   if (buf == nullptr) return Fail(EINVAL, "ringcache: write from a null buffer");
-  return WriteImpl(origin, static_cast<const uint8_t*>(buf), count, offset, flags, /*zero=*/false);
+  return Sliced(static_cast<const uint8_t*>(buf), count, offset,
+                [&](const uint8_t* b, uint32_t n, uint64_t off) {
+                  return WriteImpl(origin, b, n, off, flags, /*zero=*/false);
+                });
 }
 
 int EngineImpl::Zero(Backend& origin, uint32_t count, uint64_t offset, uint32_t flags) {
