@@ -46,6 +46,9 @@ struct alignas(64) Shard {
     uint32_t readers = 0;
     bool writer = false;
     uint32_t waiters = 0;
+    // Of readers: a read queue's fast hits, which only their owner thread
+    // lets go of (when it collects them), whatever it waits for meanwhile.
+    uint32_t queued = 0;
   };
 
   std::vector<uint8_t> states ABSL_GUARDED_BY(mu);          // index: block / shards
@@ -99,6 +102,16 @@ struct alignas(64) Shard {
   bool TryPin(uint64_t block, PinMode mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void Unpin(uint64_t block, PinMode mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   bool IsPinned(uint64_t block) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // A read queue's fast hits (shared pins that only their owner thread
+  // releases, see PinCount::queued).
+  void PinQueued(uint64_t block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { pins[block].queued++; }
+  void UnpinQueued(uint64_t block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (auto it = pins.find(block); it != pins.end() && it->second.queued > 0) it->second.queued--;
+  }
+  bool HeldByQueue(uint64_t block) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    auto it = pins.find(block);
+    return it != pins.end() && it->second.queued > 0;
+  }
 };
 
 class BlockMap {

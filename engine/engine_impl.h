@@ -227,13 +227,15 @@ class EngineImpl {
   void ReleaseResources(ThreadContext* ctx, BlockPlan& p);
   void Unpin(BlockPlan& p);
   // Pins exclusively the blocks of `plans` that `wanted` selects (all when it
-  // is null), in ascending order, without ever waiting while it holds one of
-  // them: when a block is busy it gives back those it took, waits until that
+  // is null), in ascending order. It never waits for a read queue's fast hit
+  // while it holds some of them: it gives those back, waits until that
   // block is free, and starts again. A writer that kept its first blocks
-  // while it waited for a later one could wait for ever: a read queue's
-  // pinned read of that later block is only released by its owner thread,
-  // which may itself be waiting for one of the first blocks (a synchronous
-  // read or flush on that thread). Sets p.pinned and p.pin of those it pins.
+  // while it waited for a queue's pinned read of a later one could wait for
+  // ever: only the queue's owner thread releases that pin, and it may itself
+  // be waiting for one of the first blocks (a synchronous read or flush on
+  // that thread). Behind any other holder it waits holding, as every
+  // request takes pins in ascending order. Sets p.pinned and p.pin of those
+  // it pins.
   void PinExclusively(std::vector<BlockPlan>& plans, bool (*wanted)(const BlockPlan&) = nullptr);
   CounterSlot& Counters();
 

@@ -288,6 +288,7 @@ bool EngineImpl::PinHits(const void* buf, uint32_t count, uint64_t offset, uint6
     if (b == first) first_pos = pos;
     else if (pos != first_pos + (b - first)) break;
     if (!s.TryPin(b, PinMode::kShared)) break;
+    s.PinQueued(b);
     if (capped()) s.Touch(idx);
   }
   if (b <= last) {
@@ -306,6 +307,7 @@ void EngineImpl::UnpinHits(uint32_t count, uint64_t offset, bool failed) {
   for (uint64_t b = first; b <= last; b++) {
     Shard& s = map_.ShardOf(b);
     MutexLock lock(&s.mu);
+    s.UnpinQueued(b);
     s.Unpin(b, PinMode::kShared);
   }
   if (failed) {

@@ -61,6 +61,7 @@ absl::Status ReadQueue::Init() {
   for (unsigned i = depth_; i-- > 0;) free_.push_back(i);
   done_batch_.reserve(depth_);
   deferred_.reserve(depth_);
+  workers_.reserve(worker_count_);  // ToWorkers then never grows it with a thread running
   MutexLock lock(&mu_);
   slow_todo_.reserve(depth_);
   slow_done_.reserve(depth_);

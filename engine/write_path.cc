@@ -1,5 +1,6 @@
 // Write, zero and trim. Every covered block is pinned exclusively, so
-// same-block requests are linearisable. Whole blocks are written (or, for
+// same-block requests are linearisable (per block: a direct-io write from an
+// unaligned buffer over 16 MiB goes in slices, see EngineImpl::Sliced). Whole blocks are written (or, for
 // zero, punched) straight into the cache file; a partial block is written in
 // place when it is cached, fetched and merged when it is not (writeback,
 // unsafe), or left to the origin (writethrough). In writethrough mode, and
@@ -345,17 +346,32 @@ int EngineImpl::WriteImpl(Backend& origin, const uint8_t* buf, uint32_t count, u
 
 void EngineImpl::PinExclusively(std::vector<BlockPlan>& plans, bool (*wanted)(const BlockPlan&)) {
   for (;;) {
-    size_t taken = 0;
+    size_t taken = 0, held = 0;
+    bool give_back = false;
     for (; taken < plans.size(); taken++) {
       BlockPlan& p = plans[taken];
       if (wanted && !wanted(p)) continue;
       Shard& s = map_.ShardOf(p.block);
       MutexLock lock(&s.mu);
-      if (!s.TryPin(p.block, PinMode::kExclusive)) break;
+      while (!s.CanPin(p.block, PinMode::kExclusive)) {
+        // Behind any other holder (a request, a fill, write-back), waiting
+        // in ascending order while holding is safe, and a large write is not
+        // starved by readers streaming through its range. A read queue's
+        // fast hit is let go of only by its owner thread, which may be
+        // waiting for one of the blocks held here: give them back first.
+        if (held > 0 && s.HeldByQueue(p.block)) {
+          give_back = true;
+          break;
+        }
+        s.WaitForChange(p.block);
+      }
+      if (give_back) break;
+      s.Pin(p.block, PinMode::kExclusive);
       p.pinned = true;
       p.pin = PinMode::kExclusive;
+      held++;
     }
-    if (taken == plans.size()) return;
+    if (!give_back) return;
     for (size_t i = 0; i < taken; i++) {
       BlockPlan& p = plans[i];
       if (!p.pinned) continue;

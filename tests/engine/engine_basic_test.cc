@@ -1254,7 +1254,7 @@ TEST(EngineMemory, HugeBlocksCostNoMemoryAtOpen) {
   const uint64_t after = ResidentBytes();
   ASSERT_GT(before, 0u);
   EXPECT_LT(after - before, uint64_t{128} << 20) << "resident memory grew by " << (after - before);
-  // Zeros written from it: a zero of a whole (short, last) block, then read back.
+  // The engine still zeroes: a zero of the whole (short, last) block, read back.
   ASSERT_EQ((*e)->Zero(origin, 4 << 20, 0, 0), 0) << LastError();
   std::vector<uint8_t> buf(4096, 1);
   ASSERT_EQ((*e)->Read(origin, buf.data(), 4096, (4 << 20) - 4096), 0) << LastError();
