@@ -57,6 +57,44 @@ thread_local std::string tls_error;
 // worker either.
 thread_local const rc_engine* tls_queue_callbacks_of = nullptr;
 
+// Reads queued through this thread's read queues and not yet completed on
+// it, per engine. A queue's fast hits pin their blocks from rc_queue_pread
+// until the thread collects them, and the async workers may be waiting for
+// those blocks, so while this thread has reads in flight its rc_submit_* to
+// that engine must not wait for a worker either. Errs towards "has reads":
+// past kQueuedSlots engines, or for reads collected on another thread than
+// the one that queued them, a submit to a full async queue returns -EAGAIN
+// where it could have waited.
+struct QueuedReads {
+  const rc_engine* engine;
+  int64_t count;
+};
+constexpr int kQueuedSlots = 4;
+thread_local QueuedReads tls_queued[kQueuedSlots];
+thread_local bool tls_queued_overflow = false;
+
+void CountQueuedReads(const rc_engine* e, int delta) {
+  QueuedReads* free_slot = nullptr;
+  for (QueuedReads& q : tls_queued) {
+    if (q.engine == e) {
+      q.count += delta;
+      if (q.count <= 0) q = {nullptr, 0};
+      return;
+    }
+    if (q.engine == nullptr && free_slot == nullptr) free_slot = &q;
+  }
+  if (delta <= 0) return;  // collected on another thread than it was queued on
+  if (free_slot) *free_slot = {e, delta};
+  else tls_queued_overflow = true;
+}
+
+bool HasQueuedReads(const rc_engine* e) {
+  if (tls_queued_overflow) return true;
+  for (const QueuedReads& q : tls_queued)
+    if (q.engine == e) return true;
+  return false;
+}
+
 // Marks this thread as running `e`'s read-queue callbacks for its lifetime.
 class QueueCallbacksScope {
  public:
@@ -208,12 +246,13 @@ int DoFlush(rc_engine* e) {
 
 int Submit(rc_engine* e, const char* call, AsyncRequest req) {
   req.submitted_ns = ringcache::MonotonicNanos();
-  int err = e->executor.Submit(req, /*never_block=*/tls_queue_callbacks_of == e);
+  int err = e->executor.Submit(req, /*never_block=*/tls_queue_callbacks_of == e || HasQueuedReads(e));
   if (err == 0) return 0;
   switch (err) {
     case EAGAIN:
       return Fail(EAGAIN, "%s: the async queue is full (%u requests) and this is a done callback "
-                          "(of a request or of a read queue of this engine), or no worker thread "
+                          "(of a request or of a read queue of this engine) or this thread has "
+                          "reads in flight on a read queue of this engine, or no worker thread "
                           "could be started: retry later",
                   call, kAsyncQueueCapacity);
     case ESHUTDOWN: return Fail(ESHUTDOWN, "%s: the engine is being closed", call);
@@ -445,6 +484,7 @@ struct rc_queue {
     rc_done_fn done = p->done;
     void* done_user = p->user;
     q->free_pending.push_back(static_cast<uint32_t>(p - q->pending.data()));
+    CountQueuedReads(q->engine, -1);
     if (err) FromEngine(err, "rc_queue_pread");
     done(done_user, -err);
   }
@@ -493,6 +533,7 @@ int rc_queue_pread(rc_queue* q, void* buf, uint32_t count, uint64_t offset, rc_d
     int err = q->reads->Read(buf, count, offset, rc_queue::Done, &p);
     if (err) return FromEngine(err, "rc_queue_pread");
     q->free_pending.pop_back();
+    CountQueuedReads(q->engine, 1);
     return 0;
   });
 }

@@ -292,9 +292,9 @@ int rc_prefetch (rc_engine *e, uint32_t count, uint64_t offset);
  * Up to 1024 requests per engine may wait in its queue (besides one running
  * on each worker thread).  A submit beyond that blocks until a worker takes
  * the next one, except from a done callback of the same engine (of an
- * rc_submit_* request, or of one of its read queues), where it returns
- * -EAGAIN at once instead (blocking there could deadlock the workers).
- * Thread-safe. */
+ * rc_submit_* request, or of one of its read queues) or from a thread with
+ * reads in flight on one of its read queues, where it returns -EAGAIN at
+ * once instead (blocking there could deadlock the workers).  Thread-safe. */
 
 /* Asynchronous rc_pread.  Returns 0, or -EINVAL (e, done NULL; buf NULL with
  * count > 0; past the end), or -EAGAIN (see above). */
@@ -334,10 +334,12 @@ int rc_submit_flush (rc_engine *e, rc_done_fn done, void *user);
  * collection (holding none of its other blocks meanwhile), so do not issue
  * one synchronously from the queue's thread to a block it is reading, nor
  * from two queues' threads each to blocks the other's queue is reading.
- * Synchronous reads and flushes from the queue's thread, of any block, do
- * not wait for the queue's own reads.  From the queue's done callbacks,
- * rc_submit_* to the same engine returns -EAGAIN rather than block when the
- * async queue is full (see rc_submit_pread). */
+ * Synchronous reads and flushes from the queue's thread, of any block, never
+ * wait for the queue's own reads to be collected.  While a thread has reads
+ * in flight on a queue (and in the queue's done callbacks), rc_submit_* from
+ * it to the same engine returns -EAGAIN rather than block when the async
+ * queue is full (see rc_submit_pread): a worker it would wait for may be
+ * waiting for one of those reads. */
 typedef struct rc_queue rc_queue;
 
 /* Opens a read queue on e for up to depth reads in flight (1 to 4096) and

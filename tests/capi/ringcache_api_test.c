@@ -1287,10 +1287,10 @@ static void queue_submit_done (void *user, int result)
   snprintf (qs->message, sizeof qs->message, "%s", rc_last_error ());
 }
 
-/* From a read queue's done callback, a submit to the engine whose async
- * queue is full returns -EAGAIN instead of waiting for a worker: the
- * workers may be waiting for blocks that the queue's fast hits hold, which
- * only this thread lets go of.  Here they wait at the origin's gate, which
+/* From a thread with reads in flight on a read queue, and from the queue's
+ * done callbacks, a submit to the engine whose async queue is full returns
+ * -EAGAIN instead of waiting for a worker: the workers may be waiting for
+ * blocks that the queue's fast hits hold, which only this thread lets go of.  Here they wait at the origin's gate, which
  * only this thread opens; a blocking submit would never return (the alarm
  * then ends the test). */
 static void test_queue_callback_submit (void)
@@ -1326,6 +1326,10 @@ static void test_queue_callback_submit (void)
     qs.submit_result = 1;
     CHECK_EQ (rc_queue_pread (q, bufs + 5 * (size_t) SLOT, SLOT, 0, queue_submit_done, &qs), 0);
     alarm (60);
+    /* The same from this thread while that read is in flight (it pins
+     * block 0, which a worker could be waiting for). */
+    CHECK_EQ (rc_submit_flush (e, count_done, &s), -EAGAIN);
+    CHECK_MSG ("read queue");
     CHECK_EQ (rc_queue_wait (q, 1), 1);
     alarm (0);
     CHECK_EQ (qs.submit_result, -EAGAIN);
