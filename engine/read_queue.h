@@ -130,9 +130,10 @@ class ReadQueue {
   unsigned slow_in_flight_ = 0;      // of in_flight_, with the workers
   unsigned fast_in_flight_ = 0;      // of in_flight_, fast hits (their blocks pinned)
   // Reads to serve on this thread (no worker could start) once no fast hit
-  // holds pins. (Writers no longer keep pins while they wait for one, see
-  // EngineImpl::PinExclusively, which was how such a read could deadlock;
-  // the rule stays as a margin: this thread holds no pin while it reads.)
+  // holds pins. (Writers no longer keep pins while they wait for a fast
+  // hit's, see EngineImpl::PinExclusively, which was how such a read could
+  // deadlock; the rule stays as a margin: this thread holds no pin while it
+  // reads.)
   std::vector<uint32_t> deferred_;
   unsigned completed_in_call_ = 0;   // callbacks run in the current Wait
   uint64_t fast_hits_ = 0, worker_reads_ = 0;
