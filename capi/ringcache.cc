@@ -5,6 +5,7 @@
 // library's thread-local error. No C++ exception crosses the C boundary.
 #include "capi/ringcache.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
@@ -12,6 +13,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -57,43 +59,12 @@ thread_local std::string tls_error;
 // worker either.
 thread_local const rc_engine* tls_queue_callbacks_of = nullptr;
 
-// Reads queued through this thread's read queues and not yet completed on
-// it, per engine. A queue's fast hits pin their blocks from rc_queue_pread
-// until the thread collects them, and the async workers may be waiting for
-// those blocks, so while this thread has reads in flight its rc_submit_* to
-// that engine must not wait for a worker either. Errs towards "has reads":
-// past kQueuedSlots engines, or for reads collected on another thread than
-// the one that queued them, a submit to a full async queue returns -EAGAIN
-// where it could have waited.
-struct QueuedReads {
-  const rc_engine* engine;
-  int64_t count;
-};
-constexpr int kQueuedSlots = 4;
-thread_local QueuedReads tls_queued[kQueuedSlots];
-thread_local bool tls_queued_overflow = false;
-
-void CountQueuedReads(const rc_engine* e, int delta) {
-  QueuedReads* free_slot = nullptr;
-  for (QueuedReads& q : tls_queued) {
-    if (q.engine == e) {
-      q.count += delta;
-      if (q.count <= 0) q = {nullptr, 0};
-      return;
-    }
-    if (q.engine == nullptr && free_slot == nullptr) free_slot = &q;
-  }
-  if (delta <= 0) return;  // collected on another thread than it was queued on
-  if (free_slot) *free_slot = {e, delta};
-  else tls_queued_overflow = true;
-}
-
-bool HasQueuedReads(const rc_engine* e) {
-  if (tls_queued_overflow) return true;
-  for (const QueuedReads& q : tls_queued)
-    if (q.engine == e) return true;
-  return false;
-}
+// Whether this thread has reads in flight on one of e's read queues. Their
+// fast hits pin blocks from rc_queue_pread until the thread collects them,
+// and the async workers may be waiting for those blocks, so its rc_submit_*
+// to e must not wait for a worker either. (A queue belongs to the thread
+// that last queued or collected reads on it.)
+bool HasQueuedReads(rc_engine* e);
 
 // Marks this thread as running `e`'s read-queue callbacks for its lifetime.
 class QueueCallbacksScope {
@@ -192,6 +163,9 @@ struct rc_engine {
   // open one on the engine about to be freed).
   static constexpr int kClosing = -1;
   std::atomic<int> open_queues{0};
+  // The open read queues, for HasQueuedReads.
+  ringcache::Mutex queues_mu;
+  std::vector<rc_queue*> queues ABSL_GUARDED_BY(queues_mu);
 
   bool ReserveQueue() {
     int n = open_queues.load();
@@ -472,6 +446,10 @@ struct rc_queue {
     void* user;
   };
   rc_engine* engine = nullptr;
+  // The thread that last queued or collected reads (the queue's thread),
+  // and how many reads are in flight: read by other threads' HasQueuedReads.
+  std::atomic<std::thread::id> owner{};
+  std::atomic<unsigned> reads_in_flight{0};
   std::unique_ptr<ringcache::ReadQueue> reads;
   std::vector<Pending> pending;
   std::vector<uint32_t> free_pending;
@@ -484,11 +462,25 @@ struct rc_queue {
     rc_done_fn done = p->done;
     void* done_user = p->user;
     q->free_pending.push_back(static_cast<uint32_t>(p - q->pending.data()));
-    CountQueuedReads(q->engine, -1);
+    q->reads_in_flight.fetch_sub(1);
     if (err) FromEngine(err, "rc_queue_pread");
     done(done_user, -err);
   }
 };
+
+namespace {
+
+bool HasQueuedReads(rc_engine* e) {
+  const int open = e->open_queues.load();
+  if (open <= 0) return false;  // none open (or closing: then none either)
+  const std::thread::id me = std::this_thread::get_id();
+  ringcache::MutexLock lock(&e->queues_mu);
+  for (const rc_queue* q : e->queues)
+    if (q->reads_in_flight.load() > 0 && q->owner.load() == me) return true;
+  return false;
+}
+
+}  // namespace
 
 extern "C" {
 
@@ -507,6 +499,10 @@ int rc_queue_open(rc_engine* e, unsigned depth, rc_queue** out) {
     q->pending.resize(depth);
     q->free_pending.reserve(depth);
     for (uint32_t i = depth; i-- > 0;) q->free_pending.push_back(i);
+    {
+      ringcache::MutexLock lock(&e->queues_mu);
+      e->queues.push_back(q.get());
+    }
     *out = q.release();
     return 0;
   });
@@ -533,7 +529,8 @@ int rc_queue_pread(rc_queue* q, void* buf, uint32_t count, uint64_t offset, rc_d
     int err = q->reads->Read(buf, count, offset, rc_queue::Done, &p);
     if (err) return FromEngine(err, "rc_queue_pread");
     q->free_pending.pop_back();
-    CountQueuedReads(q->engine, 1);
+    q->owner.store(std::this_thread::get_id());
+    q->reads_in_flight.fetch_add(1);
     return 0;
   });
 }
@@ -545,6 +542,7 @@ int rc_queue_wait(rc_queue* q, unsigned min_complete) {
   if (q->in_wait)
     return Fail(EDEADLK, "rc_queue_wait: called from a done callback of the same queue");
   q->in_wait = true;
+  q->owner.store(std::this_thread::get_id());
   QueueCallbacksScope callbacks(q->engine);
   const int n = Guarded<int>("rc_queue_wait",
                              [&] { return static_cast<int>(q->reads->Wait(min_complete)); });
@@ -567,9 +565,15 @@ void rc_queue_close(rc_queue* q) {
   }
   q->closing = true;
   q->in_wait = true;
+  q->owner.store(std::this_thread::get_id());
   {
     QueueCallbacksScope callbacks(q->engine);
     q->reads.reset();  // completes what is in flight
+  }
+  {
+    ringcache::MutexLock lock(&q->engine->queues_mu);
+    auto& qs = q->engine->queues;
+    if (auto it = std::find(qs.begin(), qs.end(), q); it != qs.end()) qs.erase(it);
   }
   q->engine->open_queues.fetch_sub(1);
   delete q;

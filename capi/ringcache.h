@@ -336,10 +336,11 @@ int rc_submit_flush (rc_engine *e, rc_done_fn done, void *user);
  * from two queues' threads each to blocks the other's queue is reading.
  * Synchronous reads and flushes from the queue's thread, of any block, never
  * wait for the queue's own reads to be collected.  While a thread has reads
- * in flight on a queue (and in the queue's done callbacks), rc_submit_* from
- * it to the same engine returns -EAGAIN rather than block when the async
- * queue is full (see rc_submit_pread): a worker it would wait for may be
- * waiting for one of those reads. */
+ * in flight on a queue (the thread that last queued or collected reads on
+ * it), and in the queue's done callbacks, rc_submit_* from it to the same
+ * engine returns -EAGAIN rather than block when the async queue is full (see
+ * rc_submit_pread): a worker it would wait for may be waiting for one of
+ * those reads. */
 typedef struct rc_queue rc_queue;
 
 /* Opens a read queue on e for up to depth reads in flight (1 to 4096) and

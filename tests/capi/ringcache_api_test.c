@@ -1287,6 +1287,21 @@ static void queue_submit_done (void *user, int result)
   snprintf (qs->message, sizeof qs->message, "%s", rc_last_error ());
 }
 
+/* Queues a read of block 0 on another thread's behalf. */
+typedef struct queue_on_thread {
+  rc_queue *q;
+  unsigned char *buf;
+  queue_read *read;
+  int result;
+} queue_on_thread;
+
+static void *queue_read_on_thread (void *arg)
+{
+  queue_on_thread *t = arg;
+  t->result = rc_queue_pread (t->q, t->buf, SLOT, 0, queue_read_done, t->read);
+  return NULL;
+}
+
 /* From a thread with reads in flight on a read queue, and from the queue's
  * done callbacks, a submit to the engine whose async queue is full returns
  * -EAGAIN instead of waiting for a worker: the workers may be waiting for
@@ -1331,9 +1346,32 @@ static void test_queue_callback_submit (void)
     CHECK_EQ (rc_submit_flush (e, count_done, &s), -EAGAIN);
     CHECK_MSG ("read queue");
     CHECK_EQ (rc_queue_wait (q, 1), 1);
-    alarm (0);
     CHECK_EQ (qs.submit_result, -EAGAIN);
     CHECK (strstr (qs.message, "read queue") != NULL);
+    /* Another thread's read, collected here, does not make this thread's
+     * own read in flight on q count as collected. */
+    {
+      rc_queue *q2 = NULL;
+      queue_read mine, theirs;
+      pthread_t other;
+      memset (&mine, 0, sizeof mine);
+      memset (&theirs, 0, sizeof theirs);
+      CHECK_EQ (rc_queue_open (e, 4, &q2), 0);
+      if (q2 != NULL) {
+        queue_on_thread t = { q2, bufs + 4 * (size_t) SLOT, &theirs, 1 };
+        CHECK_EQ (pthread_create (&other, NULL, queue_read_on_thread, &t), 0);
+        pthread_join (other, NULL);
+        CHECK_EQ (t.result, 0);
+        CHECK_EQ (rc_queue_pread (q, bufs + 5 * (size_t) SLOT, SLOT, 0, queue_read_done, &mine), 0);
+        CHECK_EQ (rc_queue_wait (q2, 1), 1);
+        CHECK_EQ (theirs.calls, 1);
+        CHECK_EQ (rc_submit_flush (e, count_done, &s), -EAGAIN);
+        CHECK_EQ (rc_queue_wait (q, 1), 1);
+        CHECK_EQ (mine.calls, 1);
+        rc_queue_close (q2);
+      }
+    }
+    alarm (0);
     rc_queue_close (q);
   }
   set_gate (m, 0);
