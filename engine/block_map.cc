@@ -88,12 +88,21 @@ bool Shard::TryPin(uint64_t block, PinMode mode) {
   return true;
 }
 
-void Shard::Unpin(uint64_t block, PinMode mode) {
+bool Shard::TryPinQueued(uint64_t block) {
+  PinCount& p = pins[block];  // a new entry has no writer
+  if (p.writer) return false;
+  p.readers++;
+  p.queued++;
+  return true;
+}
+
+void Shard::Unpin(uint64_t block, PinMode mode, bool queued) {
   auto it = pins.find(block);
   if (it == pins.end()) return;
   PinCount& p = it->second;
   if (mode == PinMode::kShared) p.readers--;
   else p.writer = false;
+  if (queued && p.queued > 0) p.queued--;
   if (!p.writer && p.readers == 0 && !dropped.empty()) {
     if (auto d = dropped.find(block); d != dropped.end()) {
       if (d->second != kNoSlot) slot_pool->Release(d->second, number);

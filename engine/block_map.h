@@ -100,14 +100,12 @@ struct alignas(64) Shard {
   // Waits (releasing mu) until some pin on `block` is released.
   void WaitForChange(uint64_t block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   bool TryPin(uint64_t block, PinMode mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  void Unpin(uint64_t block, PinMode mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void Unpin(uint64_t block, PinMode mode, bool queued = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   bool IsPinned(uint64_t block) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // A read queue's fast hits (shared pins that only their owner thread
-  // releases, see PinCount::queued).
-  void PinQueued(uint64_t block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { pins[block].queued++; }
-  void UnpinQueued(uint64_t block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    if (auto it = pins.find(block); it != pins.end() && it->second.queued > 0) it->second.queued--;
-  }
+  // A read queue's fast hit: a shared pin that only its owner thread
+  // releases (PinCount::queued), taken in one lookup; Unpin(block,
+  // kShared, /*queued=*/true) releases it.
+  bool TryPinQueued(uint64_t block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   bool HeldByQueue(uint64_t block) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     auto it = pins.find(block);
     return it != pins.end() && it->second.queued > 0;

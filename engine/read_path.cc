@@ -287,8 +287,7 @@ bool EngineImpl::PinHits(const void* buf, uint32_t count, uint64_t offset, uint6
     const uint64_t pos = PosOf(s, b);
     if (b == first) first_pos = pos;
     else if (pos != first_pos + (b - first)) break;
-    if (!s.TryPin(b, PinMode::kShared)) break;
-    s.PinQueued(b);
+    if (!s.TryPinQueued(b)) break;
     if (capped()) s.Touch(idx);
   }
   if (b <= last) {
@@ -307,8 +306,7 @@ void EngineImpl::UnpinHits(uint32_t count, uint64_t offset, bool failed) {
   for (uint64_t b = first; b <= last; b++) {
     Shard& s = map_.ShardOf(b);
     MutexLock lock(&s.mu);
-    s.UnpinQueued(b);
-    s.Unpin(b, PinMode::kShared);
+    s.Unpin(b, PinMode::kShared, /*queued=*/true);
   }
   if (failed) {
     // The worker's Engine::Read counts these blocks again, as hits or misses.
