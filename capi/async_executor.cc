@@ -47,7 +47,7 @@ int AsyncExecutor::StartLocked() {
   return 0;
 }
 
-int AsyncExecutor::Submit(const AsyncRequest& req, bool never_block) {
+int AsyncExecutor::Submit(const AsyncRequest& req, absl::FunctionRef<bool()> never_block) {
   MutexLock lock(&mu_);
   if (shut_down_) return ESHUTDOWN;
   if (!started_) {
@@ -55,7 +55,7 @@ int AsyncExecutor::Submit(const AsyncRequest& req, bool never_block) {
     if (err) return err;
   }
   while (free_head_ == kNone) {
-    if (never_block || OnWorkerThread()) return EAGAIN;
+    if (OnWorkerThread() || never_block()) return EAGAIN;
     space_cv_.Wait(&mu_);
     if (shut_down_) return ESHUTDOWN;
   }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "engine/sync.h"
 
 namespace ringcache {
@@ -51,12 +52,16 @@ class AsyncExecutor {
   AsyncExecutor& operator=(const AsyncExecutor&) = delete;
 
   // Queues req (req.done must not be null). Returns 0, or a positive errno:
-  // EAGAIN (queue full and called from a worker or with never_block, or no
-  // thread could be started), ENOMEM (the pool could not be allocated),
-  // ESHUTDOWN (after Shutdown). never_block: the caller is one the workers
-  // may be waiting for (the C API: a read queue's done callback, whose
-  // queue holds pins), so it must not wait for them either. Thread-safe.
-  int Submit(const AsyncRequest& req, bool never_block = false);
+  // EAGAIN (queue full and called from a worker or never_block() is true,
+  // or no thread could be started), ENOMEM (the pool could not be
+  // allocated), ESHUTDOWN (after Shutdown). never_block, asked only when the
+  // queue is full (under the executor's lock): whether the caller is one
+  // the workers may be waiting for (the C API: a thread whose read queues
+  // hold pins), which must not wait for them either. Thread-safe.
+  int Submit(const AsyncRequest& req) {
+    return Submit(req, [] { return false; });
+  }
+  int Submit(const AsyncRequest& req, absl::FunctionRef<bool()> never_block);
 
   // Waits until no request is queued or running (requests submitted by done
   // callbacks meanwhile are run too), then stops and joins the workers; later

@@ -220,7 +220,9 @@ int DoFlush(rc_engine* e) {
 
 int Submit(rc_engine* e, const char* call, AsyncRequest req) {
   req.submitted_ns = ringcache::MonotonicNanos();
-  int err = e->executor.Submit(req, /*never_block=*/tls_queue_callbacks_of == e || HasQueuedReads(e));
+  // Asked only when the async queue is full.
+  int err = e->executor.Submit(
+      req, [e] { return tls_queue_callbacks_of == e || HasQueuedReads(e); });
   if (err == 0) return 0;
   switch (err) {
     case EAGAIN:
