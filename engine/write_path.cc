@@ -1,11 +1,12 @@
 // Write, zero and trim. Every covered block is pinned exclusively, so
 // same-block requests are linearisable (per block: a direct-io write from an
-// unaligned buffer over 16 MiB goes in slices, see EngineImpl::Sliced). Whole blocks are written (or, for
-// zero, punched) straight into the cache file; a partial block is written in
-// place when it is cached, fetched and merged when it is not (writeback,
-// unsafe), or left to the origin (writethrough). In writethrough mode, and
-// for FUA in writeback mode, the whole request also goes to the origin in one
-// call, overlapping the cache-file batch.
+// unaligned buffer over 16 MiB goes in slices, see EngineImpl::Sliced).
+// Whole blocks are written (or, for zero, punched) straight into the cache
+// file; a partial block is written in place when it is cached, fetched and
+// merged when it is not (writeback, unsafe), or left to the origin
+// (writethrough). In writethrough mode, and for FUA in writeback mode, the
+// whole request also goes to the origin in one call, overlapping the
+// cache-file batch.
 #include <string.h>
 
 #include <cerrno>
