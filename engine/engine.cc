@@ -296,6 +296,7 @@ int EngineImpl::ReserveBounces(ThreadContext* ctx, const uint8_t* buf, uint64_t 
     n += p.begin != 0 || p.end != p.len ||
          (buf && NeedsAlignment(buf + (p.block * bs_ + p.begin - offset), 0, p.len));
   }
+  if (n == 0) return 0;  // the usual request: no shared counter touched
   uint64_t seen = cache_faults_.max_bounces.load(std::memory_order_relaxed);
   while (n > seen && !cache_faults_.max_bounces.compare_exchange_weak(seen, n, std::memory_order_relaxed)) {
   }

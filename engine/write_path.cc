@@ -373,14 +373,7 @@ void EngineImpl::PinExclusively(std::vector<BlockPlan>& plans, bool (*wanted)(co
       held++;
     }
     if (!give_back) return;
-    for (size_t i = 0; i < taken; i++) {
-      BlockPlan& p = plans[i];
-      if (!p.pinned) continue;
-      Shard& s = map_.ShardOf(p.block);
-      MutexLock lock(&s.mu);
-      s.Unpin(p.block, PinMode::kExclusive);
-      p.pinned = false;
-    }
+    for (size_t i = 0; i < taken; i++) Unpin(plans[i]);
     const uint64_t busy = plans[taken].block;
     Shard& s = map_.ShardOf(busy);
     MutexLock lock(&s.mu);
